@@ -1,0 +1,570 @@
+"""The vectorised engine: QEMU's pre-copy loop for a whole chunk of scenarios at once.
+
+It runs the algorithm of :mod:`sweep.reference` (read that first: same names, same order of
+operations) with every quantity a numpy array over the scenarios still running.  One pass of
+:func:`run_chunk`'s loop is one pass of ``migration_thread``'s loop for every scenario; masks
+and index sets replace the reference's branches.
+
+What makes it fast is :func:`jump_quiet_windows`.  Between two syncs, a counter window that
+starts with a fresh rate budget and meets no decision is *regular*: it sends the same bytes
+(two 50 ms slices at link speed, or the budget), lasts exactly 100 ms, and only moves counters
+linearly.  The jump computes how many regular windows lie ahead before anything can happen
+(a decision point within one page of the threshold, the time cap, the 5 s timer) and takes
+them in one step.  The jump is conservative: it stops early, and the ordinary passes make
+every decision exactly as the reference does.
+
+Finished scenarios are masked out of every event and compacted away once they are a fifth of
+the arrays, so the cost follows the scenarios still running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .params import parse_version
+from .reference import (
+    CANCELLED_ITERATIONS,
+    CANCELLED_TIME,
+    COMPLETED,
+    SYNC_EXACT,
+    SYNC_FINAL,
+    SYNC_SETUP,
+    SYNC_TIMER,
+    C,
+)
+from .workloads import distinct_pages, pattern_code
+
+__all__ = ["ChunkResult", "run_chunk"]
+
+# Per-scenario constants (set once) and state (changed by the loop); compaction moves both.
+CONSTANTS = (
+    "idx", "P", "wire_normal", "W", "pattern", "w", "L", "slice_bytes", "budget", "DL", "Bsw",
+    "S_dev", "setup_us", "sync_us", "stop_us", "max_time_us", "max_iterations", "auto_converge",
+    "dirty_limit", "quota", "periodic", "sync_le", "complete_le", "trigger_pct", "ac_initial",
+    "ac_increment", "ac_max", "tailslow",
+)  # fmt: skip
+STATE = (
+    "t", "R_z", "R_c", "R_h", "X", "precopy_bytes", "normal_pages", "zero_pages", "sync_count",
+    "win_start", "win_bytes", "win_pages", "budget_spent", "threshold", "bandwidth",
+    "expected_downtime", "mbps", "pages_per_second", "dirty_pages_rate",
+    "dirty_bytes_last_sync", "num_dirty_pages_period", "bytes_xfer_prev", "period_start",
+    "time_last_bitmap_sync", "dirty_rate_high_cnt", "throttle", "dirty_limit_active",
+    "prev_sync_cnt", "next_tick", "live",
+)  # fmt: skip
+
+ITERATION_FIELDS = (
+    "dirty_sync_count", "sync_reason", "time_us", "transferred_bytes", "remaining_bytes",
+    "new_dirty_pages", "dirty_pages_rate", "bandwidth_bytes_per_ms", "threshold_bytes",
+    "expected_downtime_ms", "throttle_pct",
+)  # fmt: skip
+SAMPLE_FIELDS = (
+    "time_us", "transferred_bytes", "remaining_bytes", "mbps", "pages_per_second",
+    "threshold_bytes", "expected_downtime_ms", "dirty_pages_rate", "dirty_sync_count",
+    "throttle_pct",
+)  # fmt: skip
+SUMMARY_FIELDS = (
+    "status", "total_time_ms", "setup_time_ms", "downtime_ms", "dirty_sync_count",
+    "transferred_bytes", "precopy_bytes", "downtime_bytes", "normal_pages", "zero_pages",
+    "threshold_bytes", "expected_downtime_ms", "throttle_pct", "dirty_pages_rate",
+)  # fmt: skip
+
+NEVER = np.iinfo(np.int64).max // 4  # a time no scenario reaches
+
+
+class State:
+    """Every array of the chunk, one attribute each; rows are the scenarios still in the loop."""
+
+    def compact(self) -> None:
+        keep = self.live
+        for name in CONSTANTS + STATE:
+            setattr(self, name, getattr(self, name)[keep])
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+@dataclass
+class ChunkResult:
+    """Raw engine output: one summary row per scenario, event rows keyed by scenario position."""
+
+    summary: dict[str, np.ndarray]
+    iterations: dict[str, np.ndarray]
+    samples: dict[str, np.ndarray] | None
+
+
+class _Recorder:
+    """Collects event rows (syncs, samples) as lists of arrays, concatenated once at the end."""
+
+    def __init__(self, fields: tuple[str, ...], order_by: str) -> None:
+        self.fields = ("row", *fields)
+        self.order_by = order_by
+        self.parts: dict[str, list[np.ndarray]] = {f: [] for f in self.fields}
+
+    def add(self, **columns: np.ndarray) -> None:
+        for name in self.fields:
+            self.parts[name].append(np.asarray(columns[name]))
+
+    def table(self) -> dict[str, np.ndarray]:
+        cols = {f: np.concatenate(p) if p else np.empty(0) for f, p in self.parts.items()}
+        order = np.lexsort((cols[self.order_by], cols["row"]))
+        return {f: c[order] for f, c in cols.items()}
+
+
+def _init(frame: pd.DataFrame) -> State:
+    """Scenario columns -> engine arrays, then QEMU's setup (ram_init_bitmaps + first sync)."""
+    st = State()
+    n = len(frame)
+    col = {c: frame[c].to_numpy() for c in frame.columns}
+    f8 = lambda name: col[name].astype(np.float64)  # noqa: E731
+    i8 = lambda name: col[name].astype(np.int64)  # noqa: E731
+    versions = {v: parse_version(v) for v in pd.unique(frame["qemu_version"].astype(str))}
+    label = frame["qemu_version"].astype(str).to_numpy()
+    flag = lambda attr: np.array([getattr(versions[v], attr) for v in label], dtype=bool)  # noqa: E731
+
+    st.idx = np.arange(n)
+    st.P = f8("page_size_bytes")
+    st.wire_normal = st.P + C.PAGE_HEADER_BYTES
+    N = f8("ram_size_bytes") / st.P
+    st.W = f8("working_set_size_bytes") / st.P
+    zero = N - f8("nonzero_size_bytes") / st.P
+    st.pattern = pattern_code(frame["write_pattern"].astype(str).to_numpy())
+    st.w = f8("dirty_rate_pages_per_s")
+    st.L = f8("link_bandwidth_bytes_per_s") / 1e6
+    st.slice_bytes = st.L * C.MAX_WAIT_US
+    st.budget = (i8("max_bandwidth_bytes_per_s") // C.XFER_LIMIT_RATIO).astype(np.float64)
+    st.DL = f8("downtime_limit_ms")
+    st.Bsw = f8("switchover_bandwidth_bytes_per_s")
+    st.S_dev = f8("device_state_size_bytes")
+    to_us = lambda ms: np.round(ms * 1000.0).astype(np.int64)  # noqa: E731  (reference.us)
+    st.setup_us = to_us(f8("setup_time_ms"))
+    st.sync_us = to_us(f8("sync_time_ms"))
+    st.stop_us = to_us(f8("stop_time_ms"))
+    st.max_time_us = to_us(f8("max_time_s") * 1000.0)
+    st.max_iterations = i8("max_iterations")
+    st.auto_converge = col["auto_converge"].astype(bool)
+    st.dirty_limit = col["dirty_limit"].astype(bool)
+    st.quota = f8("vcpus") * f8("vcpu_dirty_limit_mib_per_s") * 2**20 / st.P
+    st.periodic = flag("periodic_sync") & st.auto_converge
+    st.sync_le = flag("sync_when_equal")
+    st.complete_le = flag("complete_when_equal")
+    st.trigger_pct = f8("throttle_trigger_threshold_pct")
+    st.ac_initial = i8("cpu_throttle_initial_pct")
+    st.ac_increment = i8("cpu_throttle_increment_pct")
+    st.ac_max = i8("max_cpu_throttle_pct")
+    st.tailslow = col["cpu_throttle_tailslow"].astype(bool)
+
+    zeros = lambda: np.zeros(n)  # noqa: E731
+    st.R_z, st.R_c, st.R_h = zero, N - zero - st.W, st.W.copy()
+    st.X, st.precopy_bytes, st.normal_pages, st.zero_pages = zeros(), zeros(), zeros(), zeros()
+    st.sync_count = np.zeros(n, dtype=np.int64)
+    st.win_start = np.zeros(n, dtype=np.int64)
+    st.win_bytes, st.win_pages = zeros(), zeros()
+    st.budget_spent = np.zeros(n, dtype=bool)
+    st.threshold, st.bandwidth = zeros(), zeros()
+    st.expected_downtime = st.DL.copy()
+    st.mbps, st.pages_per_second = zeros(), zeros()
+    st.dirty_pages_rate, st.dirty_bytes_last_sync = zeros(), zeros()
+    st.num_dirty_pages_period, st.bytes_xfer_prev = zeros(), zeros()
+    st.dirty_rate_high_cnt = np.zeros(n, dtype=np.int64)
+    st.throttle = np.zeros(n, dtype=np.int64)
+    st.dirty_limit_active = np.zeros(n, dtype=bool)
+    st.prev_sync_cnt = np.full(n, 2, dtype=np.int64)
+    st.next_tick = np.where(st.periodic, C.PERIODIC_SYNC_US, NEVER).astype(np.int64)
+    st.live = np.ones(n, dtype=bool)
+    st.t = st.setup_us.copy()
+    st.time_last_bitmap_sync = st.t.copy()
+    st.period_start = st.t.copy()
+    return st
+
+
+class Engine:
+    """The loop of :mod:`sweep.reference`, one method per QEMU function, over index sets."""
+
+    def __init__(self, frame: pd.DataFrame, record_samples: bool = False) -> None:
+        self.st = _init(frame)
+        n = len(self.st)
+        self.out = {name: np.full(n, np.nan) for name in SUMMARY_FIELDS}
+        self.out["status"] = np.zeros(n, dtype=np.int8)
+        self.out["dirty_sync_count"] = np.zeros(n, dtype=np.int64)
+        self.out["throttle_pct"] = np.zeros(n, dtype=np.int64)
+        self.device_in_transferred = np.array(
+            [parse_version(v).device_state_in_transferred
+             for v in frame["qemu_version"].astype(str)], dtype=bool,
+        )  # fmt: skip
+        self.downtime_ms = np.full(n, np.nan)
+        self.downtime_bytes = np.zeros(n)
+        self.total_time_ms = np.full(n, np.nan)
+        self.syncs = _Recorder(ITERATION_FIELDS, "dirty_sync_count")
+        self.samples = _Recorder(SAMPLE_FIELDS, "time_us") if record_samples else None
+        self.bitmap_sync(np.arange(n), SYNC_SETUP, cost=False)
+
+    # --- helpers --------------------------------------------------------------------------
+    def remaining(self, i: np.ndarray | slice) -> np.ndarray:
+        st = self.st
+        return st.R_z[i] + st.R_c[i] + st.R_h[i]
+
+    def wire_bytes(self, i: np.ndarray | slice) -> np.ndarray:
+        st = self.st
+        return st.R_z[i] * C.ZERO_PAGE_BYTES + (st.R_c[i] + st.R_h[i]) * st.wire_normal[i]
+
+    def effective_rate(self, i: np.ndarray) -> np.ndarray:
+        st = self.st
+        rate = st.w[i] * (1.0 - st.throttle[i] / 100.0)
+        return np.where(st.dirty_limit_active[i], np.minimum(rate, st.quota[i]), rate)
+
+    # --- ram.c ------------------------------------------------------------------------------
+    def bitmap_sync(self, i: np.ndarray, reason: int, cost: bool = True) -> None:
+        """migration_bitmap_sync for the scenarios `i`."""
+        if i.size == 0:
+            return
+        st = self.st
+        st.sync_count[i] += 1
+        t = st.t[i]
+        interval_s = (t - st.time_last_bitmap_sync[i]) / 1e6
+        logged = distinct_pages(st.pattern[i], interval_s, self.effective_rate(i), st.W[i])
+        W = st.W[i]
+        R_h = st.R_h[i]
+        new = np.where(W > 0, logged * (1.0 - R_h / np.where(W > 0, W, 1.0)), 0.0)
+        st.R_h[i] = R_h + new
+        st.num_dirty_pages_period[i] += new
+        st.time_last_bitmap_sync[i] = t
+        st.dirty_bytes_last_sync[i] = self.remaining(i) * st.P[i]
+        closes = t > st.period_start[i] + C.RATE_PERIOD_US
+        if closes.any():
+            j = i[closes]
+            self.trigger_throttle(j)
+            tj = st.t[j]
+            st.dirty_pages_rate[j] = np.floor(
+                st.num_dirty_pages_period[j] * 1e6 / (tj - st.period_start[j])
+            )
+            st.period_start[j] = tj
+            st.num_dirty_pages_period[j] = 0.0
+            st.bytes_xfer_prev[j] = st.X[j]
+        self.syncs.add(
+            row=st.idx[i],
+            dirty_sync_count=st.sync_count[i],
+            sync_reason=np.full(i.size, reason, dtype=np.int8),
+            time_us=t,
+            transferred_bytes=st.X[i],
+            remaining_bytes=self.remaining(i) * st.P[i],
+            new_dirty_pages=new,
+            dirty_pages_rate=st.dirty_pages_rate[i],
+            bandwidth_bytes_per_ms=st.bandwidth[i],
+            threshold_bytes=st.threshold[i],
+            expected_downtime_ms=st.expected_downtime[i],
+            throttle_pct=st.throttle[i],
+        )
+        if cost:
+            st.t[i] = t + st.sync_us[i]
+
+    def trigger_throttle(self, i: np.ndarray) -> None:
+        """migration_trigger_throttle for scenarios closing a rate period."""
+        st = self.st
+        aid = st.auto_converge[i] | st.dirty_limit[i]
+        i = i[aid]
+        if i.size == 0:
+            return
+        bytes_xfer_period = st.X[i] - st.bytes_xfer_prev[i]
+        bytes_dirty_period = st.num_dirty_pages_period[i] * st.P[i]
+        bytes_dirty_threshold = bytes_xfer_period * st.trigger_pct[i] / 100.0
+        high = bytes_dirty_period > bytes_dirty_threshold
+        st.dirty_rate_high_cnt[i[high]] += 1
+        fire = high & (st.dirty_rate_high_cnt[i] >= 2)
+        j = i[fire]
+        if j.size == 0:
+            return
+        st.dirty_rate_high_cnt[j] = 0
+        ac = st.auto_converge[j]
+        self.throttle_guest_down(
+            j[ac], bytes_dirty_period[fire][ac], bytes_dirty_threshold[fire][ac]
+        )
+        st.dirty_limit_active[j[~ac]] = True
+
+    def throttle_guest_down(self, i: np.ndarray, dirty: np.ndarray, threshold: np.ndarray) -> None:
+        """mig_throttle_guest_down with integer percentages."""
+        st = self.st
+        now = st.throttle[i]
+        step = st.ac_increment[i].copy()
+        slow = st.tailslow[i] & (now > 0)
+        if slow.any():
+            cpu_now = 100 - now[slow]
+            ideal = (cpu_now * (threshold[slow] / dirty[slow])).astype(np.int64)
+            step[slow] = np.minimum(cpu_now - ideal, step[slow])
+        new = np.where(now == 0, st.ac_initial[i], np.minimum(now + step, st.ac_max[i]))
+        st.throttle[i] = np.clip(new, 1, 99)
+
+    # --- migration.c ---------------------------------------------------------------------------
+    def update_counters(self, due: np.ndarray) -> None:
+        """migration_update_counters for the scenarios whose window is at least 100 ms old."""
+        st = self.st
+        i = np.flatnonzero(due)
+        if i.size == 0:
+            return
+        elapsed_ms = (st.t[i] - st.win_start[i]) / 1000.0
+        win_bytes = st.win_bytes[i]
+        bandwidth = win_bytes / elapsed_ms
+        Bsw = st.Bsw[i]
+        expected_bw_per_ms = np.where(Bsw != 0, Bsw / 1000.0, bandwidth)
+        st.bandwidth[i] = bandwidth
+        st.threshold[i] = np.floor(expected_bw_per_ms * st.DL[i])
+        st.mbps[i] = win_bytes * 8.0 / (elapsed_ms / 1000.0) / 1e6
+        st.pages_per_second[i] = st.win_pages[i] / (elapsed_ms / 1000.0)
+        update = (st.dirty_pages_rate[i] != 0) & (win_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
+        j = i[update]
+        st.expected_downtime[j] = np.floor(st.dirty_bytes_last_sync[j] / expected_bw_per_ms[update])
+        if self.samples is not None:
+            self.record_sample(i)
+        st.win_start[i] = st.t[i]
+        st.win_bytes[i] = 0.0
+        st.win_pages[i] = 0.0
+        st.budget_spent[i] = False
+
+    def record_sample(self, i: np.ndarray) -> None:
+        st = self.st
+        self.samples.add(
+            row=st.idx[i], time_us=st.t[i], transferred_bytes=st.X[i],
+            remaining_bytes=self.remaining(i) * st.P[i], mbps=st.mbps[i],
+            pages_per_second=st.pages_per_second[i], threshold_bytes=st.threshold[i],
+            expected_downtime_ms=st.expected_downtime[i],
+            dirty_pages_rate=st.dirty_pages_rate[i], dirty_sync_count=st.sync_count[i],
+            throttle_pct=st.throttle[i],
+        )  # fmt: skip
+
+    def iteration_run(self, active: np.ndarray) -> None:
+        """migration_iteration_run: maybe sync, maybe switch over, else one iterate slice."""
+        st = self.st
+        pending = self.remaining(slice(None)) * st.P
+        threshold = st.threshold
+        want = active & np.where(st.sync_le, pending <= threshold, pending < threshold)
+        i = np.flatnonzero(want)
+        if i.size:
+            self.bitmap_sync(i, SYNC_EXACT)
+            pending[i] = self.remaining(i) * st.P[i]
+        switch = active & np.where(
+            st.complete_le, pending <= threshold, (pending == 0) | (pending < threshold)
+        )
+        if switch.any():
+            self.completion(np.flatnonzero(switch))
+        self.ram_save_iterate(active & ~switch)
+
+    def ram_save_iterate(self, go: np.ndarray) -> None:
+        """One slice for every scenario in `go` (the common path: no index sets)."""
+        st = self.st
+        budget_left = np.where(st.budget != 0, st.budget - st.win_bytes, np.inf)
+        budget_bound = budget_left <= st.slice_bytes
+        cap = np.where(budget_bound, budget_left, st.slice_bytes)
+        need = self.wire_bytes(slice(None))
+        empties = need <= cap
+        sent = np.where(empties, need, cap)
+        share = np.where(empties, 1.0, cap / np.where(need > 0, need, 1.0))
+        duration = np.where(
+            empties,
+            np.ceil(need / st.L),
+            np.where(budget_bound, np.minimum(np.ceil(cap / st.L), C.MAX_WAIT_US), C.MAX_WAIT_US),
+        ).astype(np.int64)
+        spent = np.where(empties, budget_bound & (need == cap), budget_bound)
+        # scenarios not in `go` move by zero
+        share = np.where(go, share, 0.0)
+        sent = np.where(go, sent, 0.0)
+        zero = st.R_z * share
+        normal = (st.R_c + st.R_h) * share
+        st.R_z -= zero
+        st.R_c -= st.R_c * share
+        st.R_h -= st.R_h * share
+        st.zero_pages += zero
+        st.normal_pages += normal
+        st.X += sent
+        st.precopy_bytes += sent
+        st.win_bytes += sent
+        st.win_pages += zero + normal
+        st.t += np.where(go, duration, 0)
+        st.budget_spent = np.where(go, spent, st.budget_spent)
+
+    def completion(self, i: np.ndarray) -> None:
+        """migration_completion: stop, final sync, copy the rest and the devices at link speed."""
+        st = self.st
+        downtime_start = st.t[i].copy()
+        st.t[i] += st.stop_us[i]
+        self.bitmap_sync(i, SYNC_FINAL)
+        final_bytes = self.wire_bytes(i)
+        st.zero_pages[i] += st.R_z[i]
+        st.normal_pages[i] += st.R_c[i] + st.R_h[i]
+        st.R_z[i] = st.R_c[i] = st.R_h[i] = 0.0
+        st.X[i] += final_bytes + st.S_dev[i]
+        downtime_ms = (st.t[i] - downtime_start) / 1000.0 + (final_bytes + st.S_dev[i]) / st.L[
+            i
+        ] / 1000.0
+        rows = st.idx[i]
+        self.downtime_ms[rows] = downtime_ms
+        self.downtime_bytes[rows] = final_bytes
+        self.total_time_ms[rows] = downtime_start / 1000.0 + downtime_ms
+        self.finish(i, COMPLETED)
+
+    def timer_tick(self) -> None:
+        """cpu_throttle_dirty_sync_timer_tick for scenarios whose 5 s tick is due."""
+        st = self.st
+        due = st.live & (st.t >= st.next_tick)
+        while due.any():
+            i = np.flatnonzero(due)
+            stale = (st.sync_count[i] > 1) & (st.sync_count[i] == st.prev_sync_cnt[i])
+            self.bitmap_sync(i[stale], SYNC_TIMER, cost=False)
+            st.prev_sync_cnt[i] = st.sync_count[i]
+            st.next_tick[i] += C.PERIODIC_SYNC_US
+            due = st.live & (st.t >= st.next_tick)
+
+    def manager_cancels(self) -> None:
+        """guestperf's policy: cancel after max_time or more than max_iterations syncs."""
+        st = self.st
+        late = st.live & (st.t >= st.max_time_us)
+        many = st.live & ~late & (st.max_iterations > 0) & (st.sync_count > st.max_iterations)
+        for mask, status in ((late, CANCELLED_TIME), (many, CANCELLED_ITERATIONS)):
+            if mask.any():
+                i = np.flatnonzero(mask)
+                self.total_time_ms[st.idx[i]] = st.t[i] / 1000.0
+                self.finish(i, status)
+
+    def finish(self, i: np.ndarray, status: int) -> None:
+        """Copy the summary of scenarios `i` out and mask them from every later event."""
+        st = self.st
+        rows = st.idx[i]
+        out = self.out
+        out["status"][rows] = status
+        out["setup_time_ms"][rows] = st.setup_us[i] / 1000.0
+        out["dirty_sync_count"][rows] = st.sync_count[i]
+        transferred = st.X[i]
+        if status == COMPLETED:
+            transferred = np.where(
+                self.device_in_transferred[rows], transferred, transferred - st.S_dev[i]
+            )
+        out["transferred_bytes"][rows] = transferred
+        out["precopy_bytes"][rows] = st.precopy_bytes[i]
+        out["normal_pages"][rows] = st.normal_pages[i]
+        out["zero_pages"][rows] = st.zero_pages[i]
+        out["threshold_bytes"][rows] = st.threshold[i]
+        out["expected_downtime_ms"][rows] = st.expected_downtime[i]
+        out["throttle_pct"][rows] = st.throttle[i]
+        out["dirty_pages_rate"][rows] = st.dirty_pages_rate[i]
+        st.live[i] = False
+
+    # --- the shortcut ----------------------------------------------------------------------------
+    def jump_quiet_windows(self) -> None:
+        """Take every run of regular windows that no decision, cap or timer can interrupt.
+
+        A window is regular when it starts with a fresh budget (t == win_start): it then sends
+        ``cap1 + cap2`` bytes in exactly 100 ms, the same as every following one, so k windows
+        move R, X and t linearly.  k is bounded so that the queue at every decision point of
+        the jump stays more than one page above max(threshold now, threshold of a regular
+        window): no sync and no switchover can happen inside, and the ordinary passes make the
+        decisions near the threshold.  The stop at min(max_time, next timer tick) keeps the
+        manager and the 5 s timer exact as well.
+        """
+        st = self.st
+        fresh = st.live & (st.t == st.win_start) & (st.win_bytes == 0)
+        fresh &= ~((st.max_iterations > 0) & (st.sync_count > st.max_iterations))
+        i = np.flatnonzero(fresh)
+        if i.size == 0:
+            return
+        slice_bytes, budget = st.slice_bytes[i], st.budget[i]
+        limited = budget != 0
+        # The two slices of a fresh window, exactly as ram_save_iterate computes their caps.
+        left1 = np.where(limited, budget, np.inf)
+        one_slice = left1 <= slice_bytes
+        cap1 = np.where(one_slice, left1, slice_bytes)
+        left2 = np.where(limited, budget - cap1, np.inf)
+        cap2 = np.where(one_slice, 0.0, np.where(left2 <= slice_bytes, left2, slice_bytes))
+        window_bytes = np.where(one_slice, cap1, cap1 + cap2)
+        Bsw = st.Bsw[i]
+        bandwidth = window_bytes / (C.BUFFER_DELAY_US / 1000.0)
+        expected_bw_per_ms = np.where(Bsw != 0, Bsw / 1000.0, bandwidth)
+        threshold = np.floor(expected_bw_per_ms * st.DL[i])
+
+        need = self.wire_bytes(i)
+        pages = self.remaining(i)
+        cost = need / np.where(pages > 0, pages, 1.0)  # wire bytes per page: constant here
+        guard = (np.maximum(threshold, st.threshold[i]) / st.P[i] + 1.0) * cost
+        before_last = np.where(one_slice, 0.0, cap1)
+        k = np.floor((need - before_last - guard) / window_bytes)
+        horizon = np.minimum(st.max_time_us[i], st.next_tick[i])
+        k = np.minimum(k, (horizon - st.t[i]) // C.BUFFER_DELAY_US)
+        take = k >= 1
+        i, k = i[take], k[take].astype(np.int64)
+        if i.size == 0:
+            return
+        window_bytes, need, cost = window_bytes[take], need[take], cost[take]
+        bandwidth, threshold = bandwidth[take], threshold[take]
+        expected_bw_per_ms = expected_bw_per_ms[take]
+
+        sent = k * window_bytes
+        keep = (need - sent) / need
+        gone = 1.0 - keep
+        st.zero_pages[i] += st.R_z[i] * gone
+        st.normal_pages[i] += (st.R_c[i] + st.R_h[i]) * gone
+        st.R_z[i] *= keep
+        st.R_c[i] *= keep
+        st.R_h[i] *= keep
+        t0, x0 = st.t[i], st.X[i]
+        st.X[i] = x0 + sent
+        st.precopy_bytes[i] += sent
+        st.t[i] = t0 + k * C.BUFFER_DELAY_US
+        st.win_start[i] = st.t[i]
+        st.bandwidth[i] = bandwidth
+        st.threshold[i] = threshold
+        st.mbps[i] = window_bytes * 8.0 / (C.BUFFER_DELAY_US / 1e6) / 1e6
+        st.pages_per_second[i] = window_bytes / cost / (C.BUFFER_DELAY_US / 1e6)
+        update = (st.dirty_pages_rate[i] != 0) & (window_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
+        j = i[update]
+        st.expected_downtime[j] = np.floor(st.dirty_bytes_last_sync[j] / expected_bw_per_ms[update])
+        if self.samples is not None:
+            self.record_jump_samples(i, k, t0, x0, window_bytes, need, cost)
+
+    def record_jump_samples(self, i, k, t0, x0, window_bytes, need, cost) -> None:  # noqa: ANN001
+        """One sample per jumped window, as the reference would have polled them."""
+        st = self.st
+        rows = np.repeat(np.arange(i.size), k)
+        step = np.arange(rows.size) - np.repeat(np.cumsum(k) - k, k) + 1
+        ii = i[rows]
+        self.samples.add(
+            row=st.idx[ii], time_us=t0[rows] + step * C.BUFFER_DELAY_US,
+            transferred_bytes=x0[rows] + step * window_bytes[rows],
+            remaining_bytes=(need[rows] - step * window_bytes[rows]) / cost[rows] * st.P[ii],
+            mbps=st.mbps[ii], pages_per_second=st.pages_per_second[ii],
+            threshold_bytes=st.threshold[ii], expected_downtime_ms=st.expected_downtime[ii],
+            dirty_pages_rate=st.dirty_pages_rate[ii], dirty_sync_count=st.sync_count[ii],
+            throttle_pct=st.throttle[ii],
+        )  # fmt: skip
+
+    # --- migration_thread ------------------------------------------------------------------------
+    def run(self) -> ChunkResult:
+        st = self.st
+        with np.errstate(all="ignore"):  # finished rows may hold inf/nan until compaction
+            while len(st):
+                self.jump_quiet_windows()
+                self.manager_cancels()
+                self.timer_tick()
+                self.iteration_run(st.live.copy())
+                self.update_counters(st.live & (st.t - st.win_start >= C.BUFFER_DELAY_US))
+                sleepy = st.live & st.budget_spent
+                if sleepy.any():
+                    st.t = np.where(
+                        sleepy, np.maximum(st.t, st.win_start + C.BUFFER_DELAY_US), st.t
+                    )
+                    self.update_counters(sleepy)
+                if np.count_nonzero(~st.live) * 5 >= len(st):
+                    st.compact()
+        out = dict(self.out)
+        out["downtime_ms"] = self.downtime_ms
+        out["downtime_bytes"] = self.downtime_bytes
+        out["total_time_ms"] = self.total_time_ms
+        return ChunkResult(
+            summary=out,
+            iterations=self.syncs.table(),
+            samples=None if self.samples is None else self.samples.table(),
+        )
+
+
+def run_chunk(frame: pd.DataFrame, record_samples: bool = False) -> ChunkResult:
+    """Simulate every scenario of a canonical frame (see :func:`sweep.params.normalize`)."""
+    return Engine(frame.reset_index(drop=True), record_samples).run()

@@ -1,0 +1,497 @@
+"""The scenario parameter table: one place for names, units, defaults and allowed ranges.
+
+The config schema (``workflow/schemas/config.schema.yaml``), the Python API
+(:func:`sweep.simulate`), the CLI and the docs (``docs/parameters.md``) are all generated from
+or checked against :data:`PARAMETERS`, so a parameter is described exactly once.
+
+Each parameter has a user-facing ``name`` (the config key, e.g. ``ram_size``) and a canonical
+``column`` with its unit in the name (e.g. ``ram_size_bytes``).  Users may write values with
+units ("4GiB", "1Gbit/s", "300ms"); bare numbers are in the canonical unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .units import (
+    DIRTY_FORMS,
+    RATE_FORMS,
+    SIZE_FORMS,
+    UnitError,
+    parse_dirty_rate,
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
+
+__all__ = [
+    "PARAMETERS",
+    "Param",
+    "ParameterError",
+    "QemuVersion",
+    "by_name",
+    "normalize",
+    "parse_version",
+]
+
+PAGE_SIZE_DEFAULT = 4096
+
+
+class ParameterError(ValueError):
+    """Bad input: names the key, the value and what is allowed."""
+
+    def __init__(self, key: str, value: object, allowed: str, where: str = "") -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        location = f" ({where})" if where else ""
+        super().__init__(f"{key}{location}: {value!r} is not allowed; expected {allowed}")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One scenario parameter.  ``kind`` selects the parser; ``dtype`` the canonical column."""
+
+    name: str
+    column: str
+    kind: str  # size | rate | dirty_rate | duration_ms | duration_s | int | choice | bool | version
+    default: Any
+    doc: str
+    qemu: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    relative_to_ram: bool = False  # accepts "25%" meaning a share of ram_size
+    dtype: str = "float64"
+
+    @property
+    def unit(self) -> str:
+        return {
+            "size": "bytes",
+            "rate": "bytes/s",
+            "dirty_rate": "pages/s",
+            "duration_ms": "ms",
+            "duration_s": "s",
+            "int": "",
+            "choice": "",
+            "bool": "",
+            "version": "",
+        }[self.kind]
+
+    @property
+    def forms(self) -> str:
+        """What a user may write, for error messages and docs."""
+        if self.kind == "size":
+            extra = ", or a share of ram_size such as '25%'" if self.relative_to_ram else ""
+            return SIZE_FORMS + extra
+        if self.kind == "rate":
+            return RATE_FORMS
+        if self.kind == "dirty_rate":
+            return DIRTY_FORMS
+        if self.kind in ("duration_ms", "duration_s"):
+            return f"a duration such as '300ms' or '2s' (bare numbers in {self.unit})"
+        if self.kind == "int":
+            return "a whole number"
+        if self.kind == "choice":
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind == "bool":
+            return "true or false"
+        return "a QEMU version such as '7.2', '9.2' or '10.1' (or 'upstream'), at least 7.2"
+
+    def range_text(self) -> str:
+        lo = "" if self.minimum is None else f"{self.minimum:g}"
+        hi = "" if self.maximum is None else f"{self.maximum:g}"
+        if not lo and not hi:
+            return ""
+        return f"[{lo}, {hi}]" if lo and hi else (f">= {lo}" if lo else f"<= {hi}")
+
+
+GiB = 2**30
+MiB = 2**20
+
+PARAMETERS: tuple[Param, ...] = (
+    # --- the guest -------------------------------------------------------------------------
+    Param("ram_size", "ram_size_bytes", "size", "4GiB",
+          "Guest RAM (ram.total); rounded to whole pages.",
+          qemu="-m", minimum=2**20, maximum=2**44, dtype="int64"),
+    Param("page_size", "page_size_bytes", "size", PAGE_SIZE_DEFAULT,
+          "Target page size (TARGET_PAGE_SIZE, 4096 on x86); a power of two.",
+          minimum=1024, maximum=65536, dtype="int64"),
+    Param("nonzero_size", "nonzero_size_bytes", "size", "100%",
+          "Memory holding non-zero data; the rest are zero pages, 9 bytes each on the wire.",
+          minimum=0, relative_to_ram=True, dtype="int64"),
+    Param("working_set_size", "working_set_size_bytes", "size", "100%",
+          "Pages the guest writes to (part of the non-zero memory).",
+          minimum=0, relative_to_ram=True, dtype="int64"),
+    Param("dirty_rate", "dirty_rate_pages_per_s", "dirty_rate", 0,
+          "Guest page writes per second before throttling (a byte rate is divided by the page "
+          "size).", minimum=0, maximum=1e10),
+    Param("write_pattern", "write_pattern", "choice", "uniform",
+          "How writes fall in the working set: 'uniform' random pages or a 'sequential' ring.",
+          choices=("uniform", "sequential"), dtype="category"),
+    Param("vcpus", "vcpus", "int", 1,
+          "vCPUs sharing the dirty rate (only the dirty-limit quota depends on it).",
+          qemu="-smp", minimum=1, maximum=4096, dtype="int64"),
+    # --- the link and QEMU's migration parameters -------------------------------------------
+    Param("max_bandwidth", "max_bandwidth_bytes_per_s", "rate", 134217728,
+          "QEMU's rate limit for pre-copy; 0 = unlimited.  Default 128 MiB/s (MAX_THROTTLE).",
+          qemu="max-bandwidth", minimum=0, maximum=2**62, dtype="int64"),
+    Param("link_bandwidth", "link_bandwidth_bytes_per_s", "rate", "10Gbit/s",
+          "What the wire really carries; pre-copy bursts and the final copy run at this rate.",
+          minimum=1e3, maximum=1e13),
+    Param("downtime_limit", "downtime_limit_ms", "duration_ms", 300,
+          "QEMU's downtime-limit: threshold = bandwidth x limit.  Whole milliseconds.",
+          qemu="downtime-limit", minimum=0, maximum=2_000_000, dtype="int64"),
+    Param("switchover_bandwidth", "switchover_bandwidth_bytes_per_s", "rate", 0,
+          "avail-switchover-bandwidth (QEMU >= 8.2): replaces the measured bandwidth in the "
+          "threshold; 0 = use the measurement.",
+          qemu="avail-switchover-bandwidth", minimum=0, maximum=2**62, dtype="int64"),
+    Param("device_state_size", "device_state_size_bytes", "size", "256KiB",
+          "Non-iterable device state sent during downtime.", minimum=0, maximum=2**40,
+          dtype="int64"),
+    Param("setup_time", "setup_time_ms", "duration_ms", 10.0,
+          "Fixed cost of migration setup (dirty-log start and the first sync).",
+          minimum=0, maximum=600_000),
+    Param("sync_time", "sync_time_ms", "duration_ms", 1.0,
+          "Fixed cost of one dirty-bitmap sync on the migration thread.",
+          minimum=0, maximum=60_000),
+    Param("stop_time", "stop_time_ms", "duration_ms", 5.0,
+          "Cost of stopping the vCPUs at switchover (counts in the downtime).",
+          minimum=0, maximum=60_000),
+    Param("qemu_version", "qemu_version", "version", "10.1",
+          "Which QEMU's switchover rules to follow (docs/model.md, 'Versions').",
+          dtype="category"),
+    # --- convergence aids -------------------------------------------------------------------
+    Param("auto_converge", "auto_converge", "bool", False,
+          "The auto-converge capability: throttle the vCPUs when dirtying outpaces sending.",
+          qemu="auto-converge", dtype="bool"),
+    Param("throttle_trigger_threshold", "throttle_trigger_threshold_pct", "int", 50,
+          "Dirtied bytes above this share of sent bytes in a period count towards throttling.",
+          qemu="throttle-trigger-threshold", minimum=1, maximum=100, dtype="int64"),
+    Param("cpu_throttle_initial", "cpu_throttle_initial_pct", "int", 20,
+          "First throttle step.", qemu="cpu-throttle-initial", minimum=1, maximum=99,
+          dtype="int64"),
+    Param("cpu_throttle_increment", "cpu_throttle_increment_pct", "int", 10,
+          "Throttle increase per trigger.", qemu="cpu-throttle-increment", minimum=1,
+          maximum=99, dtype="int64"),
+    Param("max_cpu_throttle", "max_cpu_throttle_pct", "int", 99,
+          "Throttle ceiling (at least cpu_throttle_initial).", qemu="max-cpu-throttle",
+          minimum=1, maximum=99, dtype="int64"),
+    Param("cpu_throttle_tailslow", "cpu_throttle_tailslow", "bool", False,
+          "Smaller increments near the ideal throttle.", qemu="cpu-throttle-tailslow",
+          dtype="bool"),
+    Param("dirty_limit", "dirty_limit", "bool", False,
+          "The dirty-limit capability (QEMU >= 8.1): cap each vCPU's dirty rate instead of "
+          "throttling its CPU.  Excludes auto_converge.", qemu="dirty-limit", dtype="bool"),
+    Param("vcpu_dirty_limit", "vcpu_dirty_limit_mib_per_s", "int", 1,
+          "Per-vCPU dirty quota in MiB/s once dirty-limit triggers.", qemu="vcpu-dirty-limit",
+          minimum=1, maximum=2**31, dtype="int64"),
+    # --- the manager (libvirt, guestperf) ---------------------------------------------------
+    Param("max_time", "max_time_s", "duration_s", 300.0,
+          "Cancel the migration when it has run this long (guestperf's max_time).",
+          minimum=0.001, maximum=1e6),
+    Param("max_iterations", "max_iterations", "int", 30,
+          "Cancel once dirty-sync-count exceeds this (guestperf's max_iters); 0 = no cap.",
+          minimum=0, maximum=10**9, dtype="int64"),
+)  # fmt: skip
+
+_BY_NAME = {p.name: p for p in PARAMETERS}
+_BY_COLUMN = {p.column: p for p in PARAMETERS}
+
+
+def by_name(name: str) -> Param:
+    """The parameter called `name` (config key or column name)."""
+    param = _BY_NAME.get(name) or _BY_COLUMN.get(name)
+    if param is None:
+        raise ParameterError("parameter", name, "one of " + ", ".join(_BY_NAME))
+    return param
+
+
+# ---------------------------------------------------------------------------------------------
+# QEMU versions
+
+
+@dataclass(frozen=True)
+class QemuVersion:
+    """The version-dependent rules of section 9 of the spec, derived from (major, minor)."""
+
+    major: int
+    minor: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    def at_least(self, major: int, minor: int) -> bool:
+        return (self.major, self.minor) >= (major, minor)
+
+    @property
+    def sync_when_equal(self) -> bool:
+        """8.0-8.2 ran the exact pending (a sync) at pending <= threshold, others at <."""
+        return self.at_least(8, 0) and not self.at_least(9, 0)
+
+    @property
+    def complete_when_equal(self) -> bool:
+        """10.1's rewrite switches over at pending <= threshold; before, pending < threshold."""
+        return self.at_least(10, 1)
+
+    @property
+    def has_switchover_bandwidth(self) -> bool:
+        return self.at_least(8, 2)
+
+    @property
+    def has_dirty_limit(self) -> bool:
+        return self.at_least(8, 1)
+
+    @property
+    def periodic_sync(self) -> bool:
+        """9.2 added a 5 s timer that forces a sync under auto-converge."""
+        return self.at_least(9, 2)
+
+    @property
+    def device_state_in_transferred(self) -> bool:
+        """From 8.1 ram.transferred counts every byte on every channel."""
+        return self.at_least(8, 1)
+
+
+UPSTREAM = "10.1"
+_VERSION_ALIASES = {"upstream": UPSTREAM, "current": UPSTREAM, "latest": UPSTREAM}
+
+
+def parse_version(value: object) -> QemuVersion:
+    """QemuVersion from '7.2', '9.2.0', 9.2 or 'upstream'."""
+    text = str(value).strip().lower()
+    text = _VERSION_ALIASES.get(text, text)
+    parts = text.split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        raise ParameterError("qemu_version", value, by_name("qemu_version").forms) from None
+    version = QemuVersion(major, minor)
+    if not version.at_least(7, 2):
+        raise ParameterError("qemu_version", value, by_name("qemu_version").forms)
+    return version
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation: user values -> canonical numbers
+
+
+def _parse_bool(param: Param, value: object) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "no", "off", "0"):
+        return False
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise ParameterError(param.name, value, param.forms)
+
+
+def parse_value(param: Param, value: object, ram_size: float | None = None) -> Any:
+    """One user value -> its canonical number (or label).  Ranges are checked by `normalize`."""
+    try:
+        if param.kind == "size":
+            if param.relative_to_ram and isinstance(value, str) and value.strip().endswith("%"):
+                share = float(value.strip()[:-1]) / 100.0
+                if not 0.0 <= share <= 1.0 or ram_size is None:
+                    raise UnitError("share out of range")
+                return share * ram_size
+            return parse_size(value)
+        if param.kind == "rate":
+            return parse_rate(value)
+        if param.kind == "dirty_rate":
+            return value  # needs the page size: converted in normalize()
+        if param.kind == "duration_ms":
+            return parse_duration(value, "ms")
+        if param.kind == "duration_s":
+            return parse_duration(value, "s")
+    except (UnitError, ValueError):
+        raise ParameterError(param.name, value, param.forms) from None
+    if param.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, str)):
+            raise ParameterError(param.name, value, param.forms)
+        try:
+            number = float(value)
+        except ValueError:
+            raise ParameterError(param.name, value, param.forms) from None
+        if not number.is_integer():
+            raise ParameterError(param.name, value, param.forms)
+        return int(number)
+    if param.kind == "choice":
+        if str(value) not in param.choices:
+            raise ParameterError(param.name, value, param.forms)
+        return str(value)
+    if param.kind == "bool":
+        return _parse_bool(param, value)
+    return parse_version(value).label
+
+
+def _round_whole(param: Param, values: np.ndarray, page: np.ndarray) -> np.ndarray:
+    """Sizes to whole pages, limits to whole ms and whole bytes/s, as QEMU stores them."""
+    if param.name in ("ram_size", "nonzero_size", "working_set_size"):
+        return np.round(values / page) * page
+    return np.round(values)
+
+
+def normalize(scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Scenarios as users write them -> the canonical table (one column per parameter).
+
+    Accepts config keys (``ram_size``) or canonical columns (``ram_size_bytes``); missing
+    parameters take their defaults; unknown columns other than ``scenario_id`` are an error.
+    Every value is checked against its range before any simulation starts.
+    """
+    frame = (
+        scenarios.copy() if isinstance(scenarios, pd.DataFrame) else pd.DataFrame(list(scenarios))
+    )
+    extra = [c for c in frame.columns if c != "scenario_id" and by_name_or_none(c) is None]
+    if extra:
+        raise ParameterError("columns", extra, "scenario parameters: " + ", ".join(_BY_NAME))
+    n = len(frame)
+    out = pd.DataFrame(index=frame.index)
+    if "scenario_id" in frame.columns:
+        out["scenario_id"] = frame["scenario_id"].to_numpy()
+    raw = {}
+    for param in PARAMETERS:
+        given = [c for c in dict.fromkeys((param.name, param.column)) if c in frame.columns]
+        if len(given) > 1:
+            raise ParameterError(param.name, given, "either the name or the column, not both")
+        if not given:
+            raw[param] = pd.Series([param.default] * n, index=frame.index)
+        elif frame[given[0]].isna().any():  # a scenario that leaves this parameter out
+            column = frame[given[0]].astype(object)
+            raw[param] = column.where(column.notna(), param.default)
+        else:
+            raw[param] = frame[given[0]]
+
+    def canonical(param: Param, ram: np.ndarray | None = None) -> np.ndarray:
+        series = raw[param]
+        if (
+            param.kind in ("size", "rate", "duration_ms", "duration_s", "int")
+            and (
+                pd.api.types.is_numeric_dtype(series.dtype)
+                and not pd.api.types.is_bool_dtype(series)
+            )
+            and not param.relative_to_ram
+        ):
+            values = series.to_numpy(dtype="float64")
+            if param.kind == "int" and not np.all(np.mod(values, 1) == 0):
+                bad = values[np.mod(values, 1) != 0][0]
+                raise ParameterError(param.name, bad, param.forms)
+            return values
+        if ram is None:
+            codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=False)
+            parsed = np.array([parse_value(param, u) for u in uniques], dtype=object)
+            return parsed[codes]
+        # shares of RAM depend on each row's ram_size
+        pairs = pd.DataFrame({"v": series.astype(object).to_numpy(), "r": ram})
+        return np.array(
+            [parse_value(param, v, r) for v, r in zip(pairs["v"], pairs["r"], strict=True)],
+            dtype=object,
+        )
+
+    page = canonical(by_name("page_size")).astype("float64")
+    bad = ~np.isin(page, [2.0**k for k in range(10, 17)])
+    if bad.any():
+        raise ParameterError("page_size", page[bad][0], "a power of two from 1024 to 65536")
+    ram = canonical(by_name("ram_size")).astype("float64")
+    for param in PARAMETERS:
+        if param.name == "page_size":
+            values = page
+        elif param.name == "ram_size":
+            values = ram
+        elif param.relative_to_ram:
+            values = canonical(param, ram).astype("float64")
+        elif param.kind == "dirty_rate":
+            series = raw[param]
+            if pd.api.types.is_numeric_dtype(series.dtype):
+                values = series.to_numpy(dtype="float64")
+            else:
+                values = np.array([_dirty(param, v, p) for v, p in zip(series, page, strict=True)])
+        else:
+            values = canonical(param)
+        if param.kind in ("size", "rate", "duration_ms", "duration_s", "dirty_rate", "int"):
+            values = np.asarray(values, dtype="float64")
+            if param.dtype == "int64":
+                values = _round_whole(param, values, page)
+            _check_range(param, values, frame.index)
+            out[param.column] = values.astype(param.dtype)
+        elif param.kind == "bool":
+            out[param.column] = np.asarray(
+                [_parse_bool(param, v) for v in values] if values.dtype == object else values,
+                dtype=bool,
+            )
+        else:
+            out[param.column] = pd.Categorical(np.asarray(values, dtype=object).astype(str))
+    _check_relations(out)
+    return out.reset_index(drop=True)
+
+
+def by_name_or_none(name: str) -> Param | None:
+    return _BY_NAME.get(name) or _BY_COLUMN.get(name)
+
+
+def _dirty(param: Param, value: object, page: float) -> float:
+    try:
+        return parse_dirty_rate(value, page)
+    except UnitError:
+        raise ParameterError(param.name, value, param.forms) from None
+
+
+def _check_range(param: Param, values: np.ndarray, index: pd.Index) -> None:
+    low = np.zeros(len(values), dtype=bool)
+    high = np.zeros(len(values), dtype=bool)
+    if param.minimum is not None:
+        low = values < param.minimum
+    if param.maximum is not None:
+        high = values > param.maximum
+    bad = low | high | ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ParameterError(
+            param.name,
+            values[row].item(),
+            f"{param.unit or 'a value'} in {param.range_text()}",
+            where=f"scenario {index[row]!r}",
+        )
+
+
+def _check_relations(out: pd.DataFrame) -> None:
+    """Rules that tie parameters together; checked row-wise, reported for the first bad row."""
+
+    def first(mask: np.ndarray) -> int | None:
+        rows = np.flatnonzero(mask)
+        return int(rows[0]) if rows.size else None
+
+    ram = out["ram_size_bytes"].to_numpy()
+    rules = [
+        (out["nonzero_size_bytes"].to_numpy() > ram, "nonzero_size",
+         "nonzero_size_bytes", "at most ram_size"),
+        (out["working_set_size_bytes"].to_numpy() > out["nonzero_size_bytes"].to_numpy(),
+         "working_set_size", "working_set_size_bytes",
+         "at most nonzero_size (written pages hold data)"),
+        (out["max_cpu_throttle_pct"].to_numpy() < out["cpu_throttle_initial_pct"].to_numpy(),
+         "max_cpu_throttle", "max_cpu_throttle_pct", "at least cpu_throttle_initial"),
+        (out["auto_converge"].to_numpy() & out["dirty_limit"].to_numpy(), "dirty_limit",
+         "dirty_limit", "false when auto_converge is on (QEMU refuses both)"),
+    ]  # fmt: skip
+    versions = {v: parse_version(v) for v in out["qemu_version"].cat.categories}
+    label = out["qemu_version"].astype(str).to_numpy()
+    no_switch = np.array([not versions[v].has_switchover_bandwidth for v in label])
+    no_limit = np.array([not versions[v].has_dirty_limit for v in label])
+    rules += [
+        (no_switch & (out["switchover_bandwidth_bytes_per_s"].to_numpy() > 0),
+         "switchover_bandwidth", "switchover_bandwidth_bytes_per_s",
+         "0 before QEMU 8.2 (avail-switchover-bandwidth does not exist there)"),
+        (no_limit & out["dirty_limit"].to_numpy(), "dirty_limit", "dirty_limit",
+         "false before QEMU 8.1 (no dirty-limit capability)"),
+    ]  # fmt: skip
+    for mask, key, column, allowed in rules:
+        row = first(mask)
+        if row is not None:
+            value = out[column].to_numpy()[row]
+            raise ParameterError(key, value.item(), allowed, where=f"scenario {row}")

@@ -1,0 +1,374 @@
+"""The scalar reference model: QEMU's pre-copy loop, one scenario, one step at a time.
+
+This is the oracle.  It follows ``migration_thread`` literally: every pass of the loop runs
+``migration_iteration_run`` (pending estimate, maybe a dirty-bitmap sync, the switchover
+decision, one iterate slice of at most 50 ms), then ``migration_update_counters`` and the
+rate limiter's sleep.  It is slow on purpose (plain Python, no shortcuts), and the vectorised
+engine (:mod:`sweep.engine`) must reproduce it: integer counters exactly, floats to 1e-9.
+
+Conventions shared with the engine (docs/model.md has the full list of assumptions):
+
+* Time is an integer number of microseconds since the QMP ``migrate`` command, so window and
+  period boundaries (100 ms, 1 s, 5 s) are compared exactly.
+* Page counts are expected values (floats): a slice sends ``cap / cost-per-page`` pages, and
+  the zero, cold and hot queues drain in proportion to their share (the scan visits them
+  mixed, [I] in the spec).
+* The dirty log is harvested at the start of a sync; the sync then costs ``sync_time`` on the
+  migration thread.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .params import parse_version
+from .workloads import distinct_pages, pattern_code
+
+__all__ = ["Constants", "ReferenceMigration", "simulate_reference"]
+
+
+@dataclass(frozen=True)
+class Constants:
+    """QEMU's fixed numbers (spec, 'Defaults table'), in the model's units."""
+
+    BUFFER_DELAY_US: int = 100_000  # migration_update_counters window and rate-limit window
+    MAX_WAIT_US: int = 50_000  # ram_save_iterate's time slice
+    XFER_LIMIT_RATIO: int = 10  # windows per second: budget = max_bandwidth / 10
+    RATE_PERIOD_US: int = 1_000_000  # dirty-pages-rate / throttle period (strictly longer)
+    EXPECTED_DOWNTIME_MIN_BYTES: float = 10_000.0
+    PERIODIC_SYNC_US: int = 5_000_000  # 9.2+: auto-converge's forced sync
+    PAGE_HEADER_BYTES: int = 8  # save_page_header without the block name
+    ZERO_PAGE_BYTES: int = 9  # header + one byte
+
+
+C = Constants()
+
+# Status codes shared with the engine and the summary table.
+RUNNING, COMPLETED, CANCELLED_TIME, CANCELLED_ITERATIONS = 0, 1, 2, 3
+STATUS_NAMES = ("running", "completed", "cancelled-time", "cancelled-iterations")
+# Why a sync ran, for the iterations table.
+SYNC_SETUP, SYNC_EXACT, SYNC_TIMER, SYNC_FINAL = 0, 1, 2, 3
+SYNC_REASONS = ("setup", "exact", "timer", "final")
+
+
+def us(ms: float) -> int:
+    """Milliseconds -> whole microseconds, the model's clock tick."""
+    return round(ms * 1000.0)
+
+
+@dataclass
+class ReferenceMigration:
+    """One migration.  Attribute names follow QEMU's MigrationState / RAMState fields."""
+
+    row: dict[str, Any]
+    record_samples: bool = False
+    iterations: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        r = self.row
+        self.version = parse_version(r["qemu_version"])
+        self.P = float(r["page_size_bytes"])
+        self.wire_normal = self.P + C.PAGE_HEADER_BYTES
+        self.N = float(r["ram_size_bytes"]) / self.P
+        self.W = float(r["working_set_size_bytes"]) / self.P
+        zero = self.N - float(r["nonzero_size_bytes"]) / self.P
+        self.pattern = pattern_code([r["write_pattern"]])
+        self.w = float(r["dirty_rate_pages_per_s"])
+        self.L = float(r["link_bandwidth_bytes_per_s"]) / 1e6  # bytes per microsecond
+        self.budget = float(int(r["max_bandwidth_bytes_per_s"]) // C.XFER_LIMIT_RATIO)
+        self.DL = float(r["downtime_limit_ms"])
+        self.Bsw = float(r["switchover_bandwidth_bytes_per_s"])
+        self.S_dev = float(r["device_state_size_bytes"])
+        self.setup_us = us(r["setup_time_ms"])
+        self.sync_us = us(r["sync_time_ms"])
+        self.stop_us = us(r["stop_time_ms"])
+        self.max_time_us = us(float(r["max_time_s"]) * 1000.0)
+        self.max_iterations = int(r["max_iterations"])
+        self.auto_converge = bool(r["auto_converge"])
+        self.dirty_limit = bool(r["dirty_limit"])
+        self.quota = float(r["vcpus"]) * float(r["vcpu_dirty_limit_mib_per_s"]) * 2**20 / self.P
+        self.periodic = self.version.periodic_sync and self.auto_converge
+
+        # qemu_savevm_state_setup -> ram_init_bitmaps: every page dirty, one sync.
+        self.R_z, self.R_c, self.R_h = zero, self.N - zero - self.W, self.W
+        self.t = 0
+        self.X = 0.0  # migration_transferred_bytes: every byte on the wire
+        self.precopy_bytes = self.downtime_bytes = 0.0
+        self.normal_pages = self.zero_pages = 0.0
+        self.sync_count = 0
+        self.status = RUNNING
+        # migration_update_counters' window (update_iteration_initial_status at thread start)
+        self.win_start, self.win_bytes, self.win_pages = 0, 0.0, 0.0
+        self.budget_spent = False
+        self.threshold = 0.0
+        self.bandwidth = 0.0  # bytes per ms, the last window's estimate
+        self.expected_downtime = self.DL  # migrate_fd_connect
+        self.mbps = self.pages_per_second = 0.0
+        # RAMState's rate period and the dirty log
+        self.dirty_pages_rate = 0.0
+        self.dirty_bytes_last_sync = 0.0
+        self.num_dirty_pages_period = 0.0
+        self.bytes_xfer_prev = 0.0
+        self.dirty_rate_high_cnt = 0
+        self.throttle = 0  # cpu-throttle-percentage
+        self.dirty_limit_active = False
+        self.prev_sync_cnt = 2  # cpu_throttle_dirty_sync_timer_tick's static
+        self.next_tick = C.PERIODIC_SYNC_US
+        self.downtime_ms = math.nan
+        self.total_time_ms = math.nan
+
+        self.t = self.setup_us
+        self.time_last_bitmap_sync = self.period_start = self.t
+        self.bitmap_sync(SYNC_SETUP, cost=False)
+
+    # --- helpers ------------------------------------------------------------------------------
+    @property
+    def remaining(self) -> float:
+        return self.R_z + self.R_c + self.R_h
+
+    def wire_bytes(self) -> float:
+        """Bytes on the wire to send every queued page."""
+        return self.R_z * C.ZERO_PAGE_BYTES + (self.R_c + self.R_h) * self.wire_normal
+
+    def effective_rate(self) -> float:
+        """Guest page writes per second after auto-converge's throttle and dirty-limit."""
+        rate = self.w * (1.0 - self.throttle / 100.0)
+        if self.dirty_limit_active:
+            rate = min(rate, self.quota)
+        return rate
+
+    # --- ram.c ----------------------------------------------------------------------------------
+    def bitmap_sync(self, reason: int, cost: bool = True) -> None:
+        """migration_bitmap_sync: harvest the dirty log, count only newly dirty pages."""
+        self.sync_count += 1
+        interval_s = (self.t - self.time_last_bitmap_sync) / 1e6
+        logged = distinct_pages(self.pattern, interval_s, self.effective_rate(), self.W)[0]
+        new = logged * (1.0 - self.R_h / self.W) if self.W > 0 else 0.0
+        self.R_h += new
+        self.num_dirty_pages_period += new
+        self.time_last_bitmap_sync = self.t
+        self.dirty_bytes_last_sync = self.remaining * self.P
+        if self.t > self.period_start + C.RATE_PERIOD_US:
+            self.trigger_throttle()
+            # ram_counters.dirty_pages_rate is an integer (uint64 division in QEMU)
+            self.dirty_pages_rate = math.floor(
+                self.num_dirty_pages_period * 1e6 / (self.t - self.period_start)
+            )
+            self.period_start = self.t
+            self.num_dirty_pages_period = 0.0
+            self.bytes_xfer_prev = self.X
+        self.iterations.append(
+            {
+                "dirty_sync_count": self.sync_count,
+                "sync_reason": reason,
+                "time_us": self.t,
+                "transferred_bytes": self.X,
+                "remaining_bytes": self.remaining * self.P,
+                "new_dirty_pages": new,
+                "dirty_pages_rate": self.dirty_pages_rate,
+                "bandwidth_bytes_per_ms": self.bandwidth,
+                "threshold_bytes": self.threshold,
+                "expected_downtime_ms": self.expected_downtime,
+                "throttle_pct": self.throttle,
+            }
+        )
+        if cost:
+            self.t += self.sync_us
+
+    def trigger_throttle(self) -> None:
+        """migration_trigger_throttle: every 2nd period that dirtied > 50 % of what was sent."""
+        if not (self.auto_converge or self.dirty_limit):
+            return
+        bytes_xfer_period = self.X - self.bytes_xfer_prev
+        bytes_dirty_period = self.num_dirty_pages_period * self.P
+        bytes_dirty_threshold = (
+            bytes_xfer_period * float(self.row["throttle_trigger_threshold_pct"]) / 100.0
+        )
+        if bytes_dirty_period > bytes_dirty_threshold:
+            self.dirty_rate_high_cnt += 1
+            if self.dirty_rate_high_cnt >= 2:
+                self.dirty_rate_high_cnt = 0
+                if self.auto_converge:
+                    self.throttle_guest_down(bytes_dirty_period, bytes_dirty_threshold)
+                else:
+                    self.dirty_limit_active = True  # migration_dirty_limit_guest
+
+    def throttle_guest_down(self, bytes_dirty: float, bytes_threshold: float) -> None:
+        """mig_throttle_guest_down: 20 %, then +10 % per trigger up to 99 % (integers)."""
+        initial = int(self.row["cpu_throttle_initial_pct"])
+        increment = int(self.row["cpu_throttle_increment_pct"])
+        ceiling = int(self.row["max_cpu_throttle_pct"])
+        if self.throttle == 0:
+            new = initial
+        else:
+            step = increment
+            if bool(self.row["cpu_throttle_tailslow"]):
+                cpu_now = 100 - self.throttle
+                cpu_ideal = int(cpu_now * (bytes_threshold / bytes_dirty))
+                step = min(cpu_now - cpu_ideal, increment)
+            new = min(self.throttle + step, ceiling)
+        self.throttle = min(max(new, 1), 99)  # cpu_throttle_set clamps
+
+    # --- migration.c ---------------------------------------------------------------------------
+    def update_counters(self) -> None:
+        """migration_update_counters: bandwidth, threshold_size, expected-downtime per window."""
+        elapsed = self.t - self.win_start
+        if elapsed < C.BUFFER_DELAY_US:
+            return
+        elapsed_ms = elapsed / 1000.0
+        self.bandwidth = self.win_bytes / elapsed_ms
+        expected_bw_per_ms = self.Bsw / 1000.0 if self.Bsw else self.bandwidth
+        self.threshold = math.floor(expected_bw_per_ms * self.DL)  # threshold_size is uint64
+        self.mbps = self.win_bytes * 8.0 / (elapsed_ms / 1000.0) / 1e6
+        self.pages_per_second = self.win_pages / (elapsed_ms / 1000.0)
+        if self.dirty_pages_rate and self.win_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES:
+            # expected_downtime is an int64 of milliseconds
+            self.expected_downtime = math.floor(self.dirty_bytes_last_sync / expected_bw_per_ms)
+        if self.record_samples:
+            self.samples.append(
+                {
+                    "time_us": self.t,
+                    "transferred_bytes": self.X,
+                    "remaining_bytes": self.remaining * self.P,
+                    "mbps": self.mbps,
+                    "pages_per_second": self.pages_per_second,
+                    "threshold_bytes": self.threshold,
+                    "expected_downtime_ms": self.expected_downtime,
+                    "dirty_pages_rate": self.dirty_pages_rate,
+                    "dirty_sync_count": self.sync_count,
+                    "throttle_pct": self.throttle,
+                }
+            )
+        self.win_start, self.win_bytes, self.win_pages = self.t, 0.0, 0.0
+        self.budget_spent = False
+
+    def sync_wanted(self, pending: float) -> bool:
+        """The exact pending (a sync) runs below the threshold (8.0-8.2: at or below)."""
+        if self.version.sync_when_equal:
+            return pending <= self.threshold
+        return pending < self.threshold
+
+    def switchover_now(self, pending: float) -> bool:
+        """7.2-10.0: pending == 0 or pending < threshold; 10.1+: pending <= threshold."""
+        if self.version.complete_when_equal:
+            return pending <= self.threshold
+        return pending == 0 or pending < self.threshold
+
+    def iteration_run(self) -> bool:
+        """migration_iteration_run; True when the migration completed."""
+        pending = self.remaining * self.P
+        if self.sync_wanted(pending):
+            self.bitmap_sync(SYNC_EXACT)
+            pending = self.remaining * self.P
+        if self.switchover_now(pending):
+            self.completion()
+            return True
+        self.ram_save_iterate()
+        return False
+
+    def ram_save_iterate(self) -> None:
+        """Send queued pages for at most 50 ms, until the window's budget is spent, or all."""
+        slice_bytes = self.L * C.MAX_WAIT_US
+        budget_left = self.budget - self.win_bytes if self.budget else math.inf
+        budget_bound = budget_left <= slice_bytes
+        cap = budget_left if budget_bound else slice_bytes
+        need = self.wire_bytes()
+        if need <= cap:  # the queue empties inside this slice
+            sent, share, duration = need, 1.0, math.ceil(need / self.L)
+            self.budget_spent = budget_bound and need == cap
+        else:
+            sent, share = cap, cap / need
+            duration = (
+                min(math.ceil(cap / self.L), C.MAX_WAIT_US) if budget_bound else C.MAX_WAIT_US
+            )
+            self.budget_spent = budget_bound
+        zero, normal = self.R_z * share, (self.R_c + self.R_h) * share
+        self.R_z -= zero
+        self.R_c -= self.R_c * share
+        self.R_h -= self.R_h * share
+        self.zero_pages += zero
+        self.normal_pages += normal
+        self.X += sent
+        self.precopy_bytes += sent
+        self.win_bytes += sent
+        self.win_pages += zero + normal
+        self.t += duration
+
+    def completion(self) -> None:
+        """migration_completion: stop the VM, final sync, send the rest at link speed."""
+        downtime_start = self.t
+        self.t += self.stop_us  # the guest keeps writing until its vCPUs are stopped
+        self.bitmap_sync(SYNC_FINAL)
+        self.w = 0.0
+        final_bytes = self.wire_bytes()
+        self.zero_pages += self.R_z
+        self.normal_pages += self.R_c + self.R_h
+        self.R_z = self.R_c = self.R_h = 0.0
+        self.downtime_bytes = final_bytes
+        self.X += final_bytes + self.S_dev
+        self.downtime_ms = (self.t - downtime_start) / 1000.0 + (
+            final_bytes + self.S_dev
+        ) / self.L / 1000.0
+        self.total_time_ms = downtime_start / 1000.0 + self.downtime_ms
+        self.status = COMPLETED
+
+    def timer_tick(self) -> None:
+        """cpu_throttle_dirty_sync_timer_tick (9.2+ with auto-converge): sync if none for 5 s."""
+        while self.t >= self.next_tick:
+            if self.sync_count > 1 and self.sync_count == self.prev_sync_cnt:
+                self.bitmap_sync(SYNC_TIMER, cost=False)  # runs on the main loop, not here
+            self.prev_sync_cnt = self.sync_count
+            self.next_tick += C.PERIODIC_SYNC_US
+
+    def manager_cancels(self) -> bool:
+        """The manager (guestperf, libvirt) gives up after max_time or max_iterations."""
+        if self.t >= self.max_time_us:
+            self.status = CANCELLED_TIME
+        elif self.max_iterations and self.sync_count > self.max_iterations:
+            self.status = CANCELLED_ITERATIONS
+        else:
+            return False
+        self.total_time_ms = self.t / 1000.0
+        return True
+
+    def run(self) -> ReferenceMigration:
+        """migration_thread's loop."""
+        while not self.manager_cancels():
+            if self.periodic:
+                self.timer_tick()
+            if self.iteration_run():
+                break
+            self.update_counters()
+            if self.budget_spent:  # migration_rate_limit: sleep until the window ends
+                self.t = max(self.t, self.win_start + C.BUFFER_DELAY_US)
+                self.update_counters()
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        transferred = self.X
+        if not self.version.device_state_in_transferred and self.status == COMPLETED:
+            transferred -= self.S_dev  # 7.2's ram.transferred counts RAM bytes only
+        return {
+            "status": self.status,
+            "total_time_ms": self.total_time_ms,
+            "setup_time_ms": self.setup_us / 1000.0,
+            "downtime_ms": self.downtime_ms,
+            "dirty_sync_count": self.sync_count,
+            "transferred_bytes": transferred,
+            "precopy_bytes": self.precopy_bytes,
+            "downtime_bytes": self.downtime_bytes,
+            "normal_pages": self.normal_pages,
+            "zero_pages": self.zero_pages,
+            "threshold_bytes": self.threshold,
+            "expected_downtime_ms": self.expected_downtime,
+            "throttle_pct": self.throttle,
+            "dirty_pages_rate": self.dirty_pages_rate,
+        }
+
+
+def simulate_reference(row: dict[str, Any], record_samples: bool = False) -> ReferenceMigration:
+    """Run one canonical scenario row (see :func:`sweep.params.normalize`) to its end."""
+    return ReferenceMigration(dict(row), record_samples=record_samples).run()
