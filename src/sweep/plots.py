@@ -1,0 +1,1117 @@
+"""Figures of a sweep: convergence, downtime and planner views, in one fixed style.
+
+Every figure function takes DataFrames (the collected summary, the per-sync iterations or a
+planner table) and returns a :class:`matplotlib.figure.Figure`; nothing here reads files.
+:func:`save_figure` writes PNG, SVG or PDF byte-identically from run to run.
+
+Style, fixed module-wide (:class:`FigStyle`): DejaVu Sans (shipped with matplotlib, so the
+same glyphs on every machine), the Okabe-Ito colour-blind-safe palette for categories,
+perceptually uniform sequential maps (viridis, rocket) for quantities, a unit on every axis,
+log scales where a quantity spans decades, legends outside the data area.
+
+Grids have many axes.  The heatmaps put the pre-copy bandwidth on y and the dirty rate on x,
+facet by downtime limit (columns) and by at most one more swept axis (rows, see
+:func:`row_axis`); every other swept axis is pooled, and the figure says so in a note line
+(:func:`pooled_note`).  Aggregation is done with pandas group-bys and numpy histograms, never a
+Python loop over scenarios, so a million-scenario summary renders in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import colors as mcolors
+from matplotlib import ticker
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+
+from .params import PARAMETERS, by_name_or_none
+
+__all__ = [
+    "BW",
+    "DL",
+    "DR",
+    "FIG_ONECOL",
+    "FIG_REPORT",
+    "FIG_TWOCOL",
+    "RATIO",
+    "FigStyle",
+    "derive",
+    "downtime_vs_limit",
+    "expected_vs_actual",
+    "phase_map",
+    "planner_bandwidth_heatmap",
+    "planner_downtime_heatmap",
+    "pooled_note",
+    "remaining_curves",
+    "representative_scenarios",
+    "row_axis",
+    "save_figure",
+    "styled",
+    "syncs_vs_ratio",
+    "varying_axes",
+    "violation_share",
+]
+
+# ---------------------------------------------------------------------------------------------
+# Style
+
+#: Okabe & Ito (2008), the colour-blind-safe qualitative palette.
+OKABE_ITO = (
+    "#0072B2",  # blue
+    "#D55E00",  # vermillion
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#CC79A7",  # reddish purple
+    "#56B4E9",  # sky blue
+    "#F0E442",  # yellow
+    "#000000",  # black
+)
+STATUS_COLORS = {
+    "completed": OKABE_ITO[0],
+    "cancelled-time": OKABE_ITO[1],
+    "cancelled-iterations": OKABE_ITO[2],
+}
+STATUS_LABELS = {
+    "completed": "converged",
+    "cancelled-time": "cancelled at max_time",
+    "cancelled-iterations": "cancelled at max_iterations",
+}
+NEVER_COLOR = "#d9d9d9"  # light grey under a hatch: "no scenario in this cell converged"
+HATCH = "////"
+SEQUENTIAL = "viridis"
+HASH_SALT = "precopy-sweep"
+TIMES = "\u00d7"  # the multiplication sign, for "2x guest RAM"
+
+
+@dataclass(frozen=True)
+class FigStyle:
+    """Size and type of one output kind; every figure function takes one."""
+
+    name: str
+    width_in: float  # the full figure width; heights follow from the layout
+    font_pt: float
+    dpi: int
+    notes: bool  # print the "pooled over ..." note on the figure (reports yes, papers no)
+    max_facet_cols: int = 6
+    annotate_cells: int = 120  # write values into heatmap cells up to this many cells a panel
+
+
+FIG_REPORT = FigStyle("report", 11.0, 9.0, 130, True)
+FIG_ONECOL = FigStyle("onecol", 3.5, 7.0, 300, False, max_facet_cols=3, annotate_cells=0)
+FIG_TWOCOL = FigStyle("twocol", 7.16, 7.0, 300, False, max_facet_cols=6, annotate_cells=30)
+
+#: rcParams that make saved files byte-identical (read at save time, so set in save_figure too).
+DETERMINISTIC_RC = {
+    "svg.hashsalt": HASH_SALT,
+    "svg.fonttype": "path",
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "pdf.compression": 6,
+    "path.simplify": True,
+}
+
+
+def rc_params(style: FigStyle) -> dict:
+    """The matplotlib rcParams of a style (seaborn's ticks theme plus our fonts and colours)."""
+    base = dict(sns.axes_style("ticks"))
+    base.update(sns.plotting_context("paper", font_scale=1.0))
+    small = style.font_pt * 0.88
+    base.update(
+        {
+            "font.family": "sans-serif",
+            "font.sans-serif": ["DejaVu Sans"],
+            "font.size": style.font_pt,
+            "axes.titlesize": style.font_pt,
+            "axes.labelsize": style.font_pt,
+            "xtick.labelsize": small,
+            "ytick.labelsize": small,
+            "legend.fontsize": small,
+            "legend.title_fontsize": style.font_pt,
+            "figure.titlesize": style.font_pt,
+            "axes.prop_cycle": mpl.cycler(color=list(OKABE_ITO)),
+            "axes.grid": False,
+            "grid.color": "#e5e5e5",
+            "grid.linewidth": 0.6,
+            "lines.linewidth": 1.4 if style.name == "report" else 1.0,
+            "lines.markersize": 4.5 if style.name == "report" else 3.0,
+            "axes.linewidth": 0.8,
+            "hatch.linewidth": 0.6,
+            "hatch.color": "#8c8c8c",
+            "legend.frameon": False,
+            "figure.dpi": style.dpi,
+            "savefig.dpi": style.dpi,
+            "image.cmap": SEQUENTIAL,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            **DETERMINISTIC_RC,
+        }
+    )
+    return base
+
+
+@contextmanager
+def styled(style: FigStyle) -> Iterator[None]:
+    """Run figure code under the style's rcParams (fonts are fixed when text is created)."""
+    with mpl.rc_context(rc_params(style)):
+        yield
+
+
+def _metadata(fmt: str) -> dict:
+    """No dates, no version strings: the same figure gives the same bytes."""
+    if fmt == "svg":
+        return {"Date": None, "Creator": None}
+    if fmt == "pdf":
+        return {"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None}
+    if fmt == "png":
+        return {"Software": None}
+    return {}
+
+
+def save_figure(fig: Figure, *paths: str | Path, dpi: int | None = None) -> Path:
+    """Write `fig` to each path (format from the suffix) deterministically, then close it.
+
+    No dates or version strings in the metadata, a fixed ``svg.hashsalt`` (so SVG ids repeat),
+    fonts embedded as TrueType (PDF) or paths (SVG).  Returns the first path.
+    """
+    for path in paths:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fmt = path.suffix.lstrip(".").lower()
+        with mpl.rc_context(DETERMINISTIC_RC):
+            fig.savefig(path, format=fmt, metadata=_metadata(fmt), dpi=dpi or fig.dpi)
+    plt.close(fig)
+    return Path(paths[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Columns, derived quantities and axis descriptions
+
+BW = "precopy_bandwidth_bytes_per_s"  # what pre-copy can use: min(link, max_bandwidth)
+DR = "dirty_rate_pages_per_s"
+DL = "downtime_limit_ms"
+RATIO = "dirty_ratio"  # dirty rate x page size / pre-copy bandwidth (lambda of the literature)
+PARAM_COLUMNS = tuple(p.column for p in PARAMETERS)
+#: Row-facet candidates, most telling first (auto-converge changes convergence the most).
+ROW_PRIORITY = (
+    "auto_converge",
+    "dirty_limit",
+    "write_pattern",
+    "qemu_version",
+    "ram_size_bytes",
+    "working_set_size_bytes",
+    "max_time_s",
+    "max_iterations",
+    "link_bandwidth_bytes_per_s",
+)
+MAX_ROW_VALUES = 4
+
+
+def derive(summary: pd.DataFrame) -> pd.DataFrame:
+    """Add the pre-copy bandwidth and the dirty ratio; drop repeated column names."""
+    df = summary.loc[:, ~summary.columns.duplicated(keep="last")].copy()
+    link = df["link_bandwidth_bytes_per_s"].to_numpy(dtype=float)
+    if "max_bandwidth_bytes_per_s" in df:
+        cap = df["max_bandwidth_bytes_per_s"].to_numpy(dtype=float)
+        bw = np.where(cap > 0, np.minimum(link, cap), link)
+    else:
+        bw = link
+    df[BW] = bw
+    page = df["page_size_bytes"].to_numpy(dtype=float) if "page_size_bytes" in df else 4096.0
+    df[RATIO] = df[DR].to_numpy(dtype=float) * page / bw
+    return df
+
+
+def varying_axes(df: pd.DataFrame) -> list[str]:
+    """Parameter columns that take more than one value, in parameter-table order.
+
+    Sizes given as a share of RAM (nonzero_size, working_set_size: "100%") count only when
+    the share varies, not when they merely follow ram_size.
+    """
+    out = []
+    for c in PARAM_COLUMNS:
+        if c not in df.columns or df[c].nunique(dropna=False) <= 1:
+            continue
+        param = by_name_or_none(c)
+        if param is not None and param.relative_to_ram and "ram_size_bytes" in df.columns:
+            share = df[c].to_numpy(dtype=float) / df["ram_size_bytes"].to_numpy(dtype=float)
+            if np.unique(share).size <= 1:
+                continue
+        out.append(c)
+    return out
+
+
+def other_axes(df: pd.DataFrame) -> list[str]:
+    """Swept axes besides bandwidth, dirty rate and limit (the link counts when capped)."""
+    out = []
+    for c in varying_axes(df):
+        if c in (DR, DL, "max_bandwidth_bytes_per_s", "link_bandwidth_bytes_per_s"):
+            continue
+        out.append(c)
+    link = "link_bandwidth_bytes_per_s"
+    # with max_bandwidth capping pre-copy the link still sets the final copy's speed
+    if (
+        link in df
+        and df[link].nunique() > 1
+        and not np.allclose(df[BW].to_numpy(), df[link].to_numpy())
+    ):
+        out.append(link)
+    return out
+
+
+def row_axis(df: pd.DataFrame, exclude: Sequence[str] = ()) -> str | None:
+    """The swept axis used for facet rows: the first of ROW_PRIORITY with 2-4 values."""
+    others = set(other_axes(df)) - set(exclude)
+    for c in ROW_PRIORITY:
+        if c in others and df[c].nunique() <= MAX_ROW_VALUES:
+            return c
+    return None
+
+
+def axis_name(column: str) -> str:
+    """Short human name of a parameter column ('ram_size_bytes' -> 'ram_size')."""
+    if column == BW:
+        return "pre-copy bandwidth"
+    param = by_name_or_none(column)
+    return param.name if param else column
+
+
+def fmt_value(column: str, value: object) -> str:
+    """A parameter value in the unit people say it in ('4 GiB', '10 Gbit/s', '300 ms', 'on')."""
+    if isinstance(value, (bool, np.bool_)):
+        return "on" if value else "off"
+    param = by_name_or_none(column)
+    kind = "rate" if column == BW else (param.kind if param else "")
+    if isinstance(value, (int, float, np.integer, np.floating)) and not pd.isna(value):
+        v = float(value)
+        if kind == "size":
+            return fmt_bytes(v)
+        if kind == "rate":
+            return fmt_bitrate(v) + " Gbit/s"
+        if kind == "duration_ms":
+            return fmt_ms(v)
+        if kind == "duration_s":
+            return f"{v:g} s"
+        if kind == "dirty_rate":
+            return fmt_count(v) + " pages/s"
+        return f"{v:g}"
+    return str(value)
+
+
+def fmt_bytes(b: float) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(b) >= size:
+            return f"{b / size:.3g} {unit}"
+    return f"{b:.0f} B"
+
+
+def fmt_bitrate(bytes_per_s: float) -> str:
+    """Bytes/s as a bare number of Gbit/s (decimal, as links are sold)."""
+    return f"{bytes_per_s * 8 / 1e9:.3g}"
+
+
+def fmt_count(x: float) -> str:
+    """1000 -> '1k', 2.5e6 -> '2.5M'."""
+    for suffix, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= size:
+            return f"{x / size:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def fmt_ms(ms: float) -> str:
+    return f"{ms / 1000:.3g} s" if ms >= 1000 else f"{ms:.3g} ms"
+
+
+def pooled_note(df: pd.DataFrame, shown: Sequence[str]) -> str:
+    """'Pooled over auto_converge (off, on); ram_size (4 GiB ... 16 GiB, 2 values).'"""
+    parts = []
+    for c in other_axes(df):
+        if c in shown:
+            continue
+        values = sorted(df[c].dropna().unique().tolist(), key=_sort_key)
+        if len(values) <= 3:
+            text = ", ".join(fmt_value(c, v) for v in values)
+        else:
+            text = f"{fmt_value(c, values[0])} ... {fmt_value(c, values[-1])}, {len(values)} values"
+        parts.append(f"{axis_name(c)} ({text})")
+    return "Pooled over " + "; ".join(parts) + "." if parts else ""
+
+
+def _sort_key(v: object) -> tuple:
+    if isinstance(v, str):
+        try:
+            return (0, tuple(int(p) for p in v.split(".")), v)
+        except ValueError:
+            return (1, (), v)
+    return (0, (float(v),), "")
+
+
+def _levels(series: pd.Series) -> list:
+    return sorted(series.dropna().unique().tolist(), key=_sort_key)
+
+
+def _thin(n: int, most: int) -> np.ndarray:
+    """Indices of at most `most` evenly spread tick labels out of n (first and last kept)."""
+    if n <= most:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, most)).astype(int))
+
+
+def _pick_levels(levels: list, most: int) -> list:
+    return [levels[i] for i in _thin(len(levels), most)]
+
+
+def _short(style: FigStyle, long: str, short: str) -> str:
+    """The long axis label in reports and two-column figures, the short one in one column."""
+    return short if style.name == "onecol" else long
+
+
+def _legend_cols(style: FigStyle, n: int) -> int:
+    """Legend columns that fit the figure width."""
+    return max(
+        1, min(n, 1 if style.name == "onecol" and n > 3 else (2 if style.name == "onecol" else 5))
+    )
+
+
+def _add_note(fig: Figure, style: FigStyle, note: str) -> None:
+    """The "pooled over ..." line (reports only), wrapped to the figure width.
+
+    With a figure legend the note becomes that legend's title (constrained layout does not
+    stack a suptitle and an outside legend); otherwise it is the suptitle.
+    """
+    if not (style.notes and note):
+        return
+    size = style.font_pt * 0.85
+    chars = int(fig.get_figwidth() * 72 / (size * 0.56))
+    text = textwrap.fill(note, chars)
+    if fig.legends:
+        legend = fig.legends[-1]
+        legend.set_title(text, prop={"size": size})
+        legend.get_title().set_color("#444444")
+    else:
+        fig.suptitle(text, fontsize=size, color="#444444")
+
+
+# ---------------------------------------------------------------------------------------------
+# Faceted categorical heatmaps (phase map, violation share, planner)
+
+
+@dataclass
+class Panel:
+    values: np.ndarray  # ny x nx; NaN = "none" (hatched grey)
+    missing: np.ndarray  # ny x nx bool; no scenario in the cell (left white)
+    marks: np.ndarray | None = None  # ny x nx bool; a dot marks the cell
+    text: np.ndarray | None = None  # ny x nx str labels, or None
+
+
+def _cell_tables(
+    agg: pd.DataFrame, column: str, y: str, x: str, ylev: list, xlev: list
+) -> tuple[np.ndarray, np.ndarray]:
+    """(values, missing) arrays of one panel from an aggregated frame."""
+    wide = agg.pivot_table(index=y, columns=x, values=column, aggfunc="first", dropna=False)
+    present = agg.assign(_one=1.0).pivot_table(
+        index=y, columns=x, values="_one", aggfunc="first", dropna=False
+    )
+    wide = wide.reindex(index=ylev, columns=xlev)
+    present = present.reindex(index=ylev, columns=xlev)
+    return wide.to_numpy(dtype=float), present.isna().to_numpy()
+
+
+def _heatmap_grid(
+    panels: dict[tuple[object, object], Panel],
+    rows: list,
+    cols: list,
+    xlev: list,
+    ylev: list,
+    *,
+    style: FigStyle,
+    cmap: mcolors.Colormap,
+    norm: mcolors.Normalize,
+    xlabel: str,
+    ylabel: str,
+    xfmt: callable,
+    yfmt: callable,
+    col_title: callable,
+    row_title: callable | None,
+    cbar_label: str,
+    cbar_ticks: Sequence[float] | None = None,
+    cbar_ticklabels: Sequence[str] | None = None,
+    legend: Sequence[object] = (),
+    panel_height: float | None = None,
+    text_colors: tuple[str, str] = ("white", "black"),
+) -> Figure:
+    """Draw panels[(row, col)] as categorical heatmaps in a rows x cols grid."""
+    ny, nx = len(ylev), len(xlev)
+    ncols = len(cols)
+    panel_w = (style.width_in - 1.3) / ncols
+    panel_h = panel_height or max(1.2, min(panel_w * max(ny, 2) / max(nx, 2) * 1.15, 3.2))
+    fig = plt.figure(
+        figsize=(style.width_in, panel_h * len(rows) + 1.3),
+        layout="constrained",
+    )
+    axes = fig.subplots(len(rows), ncols, squeeze=False, sharex=True, sharey=True)
+    xe, ye = np.arange(nx + 1), np.arange(ny + 1)
+    mesh = None
+    annotate = style.annotate_cells and nx * ny <= style.annotate_cells
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i, j]
+            panel = panels.get((r, c))
+            ax.add_patch(
+                Rectangle((0, 0), nx, ny, facecolor=NEVER_COLOR, hatch=HATCH, lw=0, zorder=0)
+            )
+            if panel is None:
+                continue
+            values = np.ma.masked_invalid(panel.values)
+            mesh = ax.pcolormesh(
+                xe, ye, values, cmap=cmap, norm=norm, edgecolors="white", linewidth=0.4,
+                zorder=1, rasterized=nx * ny > 400,
+            )  # fmt: skip
+            if panel.missing.any():
+                blank = np.ma.masked_where(~panel.missing, np.ones_like(panel.values))
+                ax.pcolormesh(xe, ye, blank, cmap=mcolors.ListedColormap(["white"]), zorder=2)
+            if panel.marks is not None and panel.marks.any():
+                yy, xx = np.nonzero(panel.marks)
+                size = (3.2 if style.name == "report" else 2) ** 2
+                ax.scatter(xx + 0.84, yy + 0.8, s=size, facecolor="white", edgecolor="black",
+                           linewidth=0.5, zorder=3)  # fmt: skip
+            if annotate and panel.text is not None:
+                rgba = cmap(norm(np.nan_to_num(panel.values, nan=norm.vmin or 0.0)))
+                lum = 0.2126 * rgba[..., 0] + 0.7152 * rgba[..., 1] + 0.0722 * rgba[..., 2]
+                for yy, xx in zip(*np.nonzero(panel.text != ""), strict=True):
+                    dark = np.isnan(panel.values[yy, xx]) or lum[yy, xx] > 0.5
+                    ax.text(xx + 0.5, yy + 0.5, panel.text[yy, xx], ha="center", va="center",
+                            fontsize=style.font_pt * 0.68,
+                            color=text_colors[1] if dark else text_colors[0], zorder=4)  # fmt: skip
+            ax.set_xlim(0, nx)
+            ax.set_ylim(0, ny)
+            ax.tick_params(length=2)
+            for side in ("top", "right"):
+                ax.spines[side].set_visible(True)
+            if i == 0:
+                ax.set_title(col_title(c))
+            if row_title is not None and j == ncols - 1:
+                ax.yaxis.set_label_position("right")
+                ax.set_ylabel(row_title(r), rotation=270, labelpad=11)
+    label_in = style.font_pt * 0.88 * 1.5 / 72  # one tick label's height, with a gap
+    most_x = max(2, int(panel_w / label_in))
+    most_y = max(2, int(panel_h / label_in))
+    xi, yi = _thin(nx, most_x), _thin(ny, most_y)
+    for ax in axes[-1, :]:
+        ax.set_xticks(xi + 0.5, [xfmt(xlev[k]) for k in xi], rotation=90)
+    for ax in axes[:, 0]:
+        ax.set_yticks(yi + 0.5, [yfmt(ylev[k]) for k in yi])
+    fig.supxlabel(xlabel, fontsize=style.font_pt)
+    fig.supylabel(ylabel, fontsize=style.font_pt)
+    if mesh is not None:
+        cbar = fig.colorbar(mesh, ax=axes, shrink=0.9 if len(rows) > 1 else 1.0,
+                            aspect=25 * max(1, len(rows)) ** 0.5, pad=0.01)  # fmt: skip
+        cbar.set_label(cbar_label)
+        if cbar_ticks is not None:
+            cbar.set_ticks(cbar_ticks, labels=cbar_ticklabels)
+            cbar.minorticks_off()
+    if legend:
+        # above the panels: the shared x label owns the space below them
+        fig.legend(handles=list(legend), loc="outside upper center",
+                   ncols=_legend_cols(style, len(legend)))  # fmt: skip
+    return fig
+
+
+def _facets(df: pd.DataFrame, style: FigStyle) -> tuple[str | None, list, list]:
+    """(row axis, row levels, shown downtime limits) for the faceted heatmaps."""
+    row = row_axis(df)
+    rows = _levels(df[row]) if row else [None]
+    cols = _pick_levels(_levels(df[DL]), style.max_facet_cols)
+    return row, rows, cols
+
+
+def _row_title(row: str | None) -> callable | None:
+    if row is None:
+        return None
+    return lambda r: f"{axis_name(row)}: {fmt_value(row, r)}"
+
+
+def _limits_note(df: pd.DataFrame, cols: list) -> str:
+    n = df[DL].nunique()
+    return f" Showing {len(cols)} of {n} swept downtime limits." if len(cols) < n else ""
+
+
+def phase_map(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figure:
+    """Converged or not over dirty rate x bandwidth, one panel per downtime limit.
+
+    A cell is coloured by the median total migration time of its converged scenarios
+    (log scale); hatched grey means no scenario in the cell converged (cancelled at
+    max_time or max_iterations); a white dot means only some did (pooled axes differ).
+    """
+    df = derive(summary)
+    row, rows, cols = _facets(df, style)
+    keys = ([row] if row else []) + [DL, BW, DR]
+    df = df[df[DL].isin(cols)]
+    t_conv = df["total_time_ms"].where(df["converged"]) / 1000.0
+    agg = (
+        df.assign(_t=t_conv, _c=df["converged"].astype(float))
+        .groupby(keys, observed=True, sort=True)
+        .agg(time_s=("_t", "median"), share=("_c", "mean"))
+        .reset_index()
+    )
+    xlev, ylev = _levels(df[DR]), _levels(df[BW])
+    panels = {}
+    for (r, c), part in _panel_groups(agg, row):
+        values, missing = _cell_tables(part, "time_s", BW, DR, ylev, xlev)
+        share, _ = _cell_tables(part, "share", BW, DR, ylev, xlev)
+        partial = (share > 0) & (share < 1)
+        text = _texts(values, _fmt_seconds)
+        panels[(r, c)] = Panel(values, missing, partial, text)
+    finite = agg["time_s"].dropna()
+    vmin = max(finite.min(), 1e-3) if len(finite) else 1.0
+    vmax = max(finite.max(), vmin * 10) if len(finite) else 10.0
+    legend = [
+        Patch(facecolor=NEVER_COLOR, hatch=HATCH, edgecolor="#8c8c8c", lw=0.5,
+              label="never converged (cancelled at max_time / max_iterations)"),
+        Line2D([], [], ls="", marker="o", mfc="white", mec="black", mew=0.5,
+               label="converged in some pooled scenarios only"),
+    ]  # fmt: skip
+    fig = _heatmap_grid(
+        panels, rows, cols, xlev, ylev, style=style,
+        cmap=plt.get_cmap(SEQUENTIAL), norm=mcolors.LogNorm(vmin, vmax),
+        xlabel="guest dirty rate (pages/s)", ylabel="pre-copy bandwidth (Gbit/s)",
+        xfmt=fmt_count, yfmt=fmt_bitrate, col_title=lambda c: f"limit {fmt_ms(c)}",
+        row_title=_row_title(row), cbar_label="total migration time (s), median of converged",
+        legend=legend,
+    )  # fmt: skip
+    _add_note(fig, style, pooled_note(df, [row] if row else []) + _limits_note(summary, cols))
+    return fig
+
+
+def _texts(values: np.ndarray, fmt: callable) -> np.ndarray:
+    """Cell labels ("" for NaN); grids are small (cells, not scenarios), a loop is fine."""
+    flat = ["" if np.isnan(v) else fmt(v) for v in values.ravel()]
+    return np.array(flat, dtype=object).reshape(values.shape)
+
+
+def _fmt_seconds(s: float) -> str:
+    if np.isnan(s):
+        return ""
+    return f"{s:.0f}" if s >= 10 else f"{s:.1f}"
+
+
+def _panel_groups(agg: pd.DataFrame, row: str | None) -> Iterator[tuple[tuple, pd.DataFrame]]:
+    keys = [row, DL] if row else [DL]
+    for key, part in agg.groupby(keys, observed=True, sort=True):
+        yield ((key[0], key[1]) if row else (None, key[0])), part
+
+
+def violation_share(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figure:
+    """Share of converged scenarios whose downtime exceeded the limit, per grid cell."""
+    df = derive(summary)
+    row, rows, cols = _facets(df, style)
+    keys = ([row] if row else []) + [DL, BW, DR]
+    df = df[df[DL].isin(cols)]
+    exceeded = df["downtime_exceeded"].astype("Float64").astype(float)  # NaN when cancelled
+    agg = (
+        df.assign(_x=exceeded)
+        .groupby(keys, observed=True, sort=True)
+        .agg(share=("_x", "mean"))
+        .reset_index()
+    )
+    xlev, ylev = _levels(df[DR]), _levels(df[BW])
+    panels = {}
+    for (r, c), part in _panel_groups(agg, row):
+        values, missing = _cell_tables(part, "share", BW, DR, ylev, xlev)
+        text = _texts(values, _fmt_pct)
+        panels[(r, c)] = Panel(values, missing, None, text)
+    legend = [
+        Patch(facecolor=NEVER_COLOR, hatch=HATCH, edgecolor="#8c8c8c", lw=0.5,
+              label="no converged scenario (no downtime to judge)"),
+    ]  # fmt: skip
+    fig = _heatmap_grid(
+        panels, rows, cols, xlev, ylev, style=style,
+        cmap=sns.color_palette("rocket_r", as_cmap=True), norm=mcolors.Normalize(0, 1),
+        xlabel="guest dirty rate (pages/s)", ylabel="pre-copy bandwidth (Gbit/s)",
+        xfmt=fmt_count, yfmt=fmt_bitrate, col_title=lambda c: f"limit {fmt_ms(c)}",
+        row_title=_row_title(row),
+        cbar_label="share of converged scenarios with downtime > limit",
+        cbar_ticks=[0, 0.25, 0.5, 0.75, 1],
+        cbar_ticklabels=["0 %", "25 %", "50 %", "75 %", "100 %"],
+        legend=legend,
+    )  # fmt: skip
+    _add_note(fig, style, pooled_note(df, [row] if row else []) + _limits_note(summary, cols))
+    return fig
+
+
+def _fmt_pct(x: float) -> str:
+    return "" if np.isnan(x) else f"{100 * x:.0f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Syncs and bytes against the dirty ratio
+
+
+def _ratio_bins(ratio: np.ndarray, most: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """(bin index per value, bin centre) on a log scale; exact values when there are few."""
+    distinct = np.unique(ratio)
+    if distinct.size <= most:
+        return np.searchsorted(distinct, ratio), distinct
+    edges = np.logspace(np.log10(distinct[0]), np.log10(distinct[-1]), most + 1)
+    idx = np.clip(np.searchsorted(edges, ratio, side="right") - 1, 0, most - 1)
+    return idx, np.sqrt(edges[:-1] * edges[1:])
+
+
+def _quantile_lines(
+    df: pd.DataFrame, x: str, y: str, by: str
+) -> pd.DataFrame:  # columns: by, x, q25, q50, q75, n
+    idx, centres = _ratio_bins(df[x].to_numpy(dtype=float))
+    g = df.assign(_bin=idx).groupby([by, "_bin"], observed=True, sort=True)[y]
+    out = g.quantile([0.25, 0.5, 0.75]).unstack()
+    out.columns = ["q25", "q50", "q75"]
+    out["n"] = g.size()
+    out = out.reset_index()
+    out[x] = centres[out["_bin"].to_numpy()]
+    return out
+
+
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def _log_axis(axis: mpl.axis.Axis, fmt: callable, base: float = 10.0) -> None:
+    """Log ticks that read as plain numbers; 1-2-5 steps when the range is under 2 decades."""
+    lo, hi = sorted(axis.get_view_interval())
+    span = np.log10(hi / lo) if lo > 0 and hi > 0 else 10.0
+    if base == 10.0 and span < 2.0:
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    else:
+        axis.set_major_locator(ticker.LogLocator(base=base, numticks=8))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: fmt(v)))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _fig(style: FigStyle, report: tuple[float, float], wide: float, tall: float) -> Figure:
+    """A figure of (share of report width, height) in reports, `wide`/`tall` high in papers."""
+    if style.name == "report":
+        size = (style.width_in * report[0], report[1])
+    else:
+        size = (style.width_in, wide if style.name != "onecol" else tall)
+    return plt.figure(figsize=size, layout="constrained")
+
+
+def syncs_vs_ratio(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figure:
+    """Dirty syncs and data sent against dirty rate / bandwidth, by outcome (median, IQR).
+
+    Colour: how the migration ended.  Line style: the row axis (auto_converge when swept),
+    every other axis pooled.  Scenarios with dirty rate 0 have no ratio and are left out.
+    """
+    df = derive(summary)
+    split = row_axis(df)
+    df = df[df[RATIO] > 0]
+    df = df.assign(
+        _data=df["transferred_bytes"].to_numpy(dtype=float) / df["ram_size_bytes"].to_numpy(),
+        _status=df["status"].astype(str),
+        _split=df[split] if split else 0,
+    )
+    wide = style.name != "onecol"
+    fig = _fig(style, (0.78, 3.6), 2.4, 3.9)
+    axes = fig.subplots(1, 2, sharex=True) if wide else fig.subplots(2, 1, sharex=True)
+    splits = _levels(df["_split"])
+    for ax, y, label in (
+        (
+            axes[0],
+            "dirty_sync_count",
+            _short(style, "dirty syncs (dirty-sync-count)", "dirty syncs"),
+        ),
+        (
+            axes[1],
+            "_data",
+            _short(style, f"data sent ({TIMES} guest RAM)", f"data sent ({TIMES} RAM)"),
+        ),
+    ):
+        lines = _quantile_lines(df.assign(_key=df["_status"] + "|" + df["_split"].astype(str)),
+                                RATIO, y, "_key")  # fmt: skip
+        for status in STATUS_COLORS:
+            for k, sv in enumerate(splits):
+                part = lines[lines["_key"] == f"{status}|{sv}"]
+                if part.empty:
+                    continue
+                color = STATUS_COLORS[status]
+                ax.fill_between(part[RATIO], part["q25"], part["q75"], color=color, alpha=0.15,
+                                lw=0)  # fmt: skip
+                ax.plot(part[RATIO], part["q50"], color=color, ls=LINESTYLES[k % 4], marker="o",
+                        ms=2.5)  # fmt: skip
+        ax.axvline(1.0, color="#666666", ls="--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_ylabel(label)
+        ax.grid(True, which="major")
+    axes[1].set_yscale("log")
+    _log_axis(axes[1].yaxis, lambda v: f"{v:g}{TIMES}")
+    _log_axis(axes[0].xaxis, lambda v: f"{v:g}")
+    for ax in axes if wide else axes[-1:]:
+        ax.set_xlabel(f"dirty rate {TIMES} page size / pre-copy bandwidth")
+    present = set(df["_status"])
+    handles = [Line2D([], [], color=c, marker="o", ms=2.5, label=STATUS_LABELS[s])
+               for s, c in STATUS_COLORS.items() if s in present]  # fmt: skip
+    handles.append(Line2D([], [], color="#666666", ls="--", lw=0.8, label="dirty rate = bandwidth"))
+    if split:
+        handles += [Line2D([], [], color="#555555", ls=LINESTYLES[k % 4],
+                           label=f"{axis_name(split)} {fmt_value(split, v)}")
+                    for k, v in enumerate(splits)]  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncols=_legend_cols(style, len(handles)))
+    _add_note(
+        fig, style, "Lines: median; bands: 25-75 %. " + pooled_note(df, [split] if split else [])
+    )
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Remaining bytes per iteration for representative scenarios
+
+
+def representative_scenarios(summary: pd.DataFrame, most: int = 5) -> pd.DataFrame:
+    """Pick a few scenarios that show the range of behaviour, by a fixed, documented rule.
+
+    1. Anchor every swept axis except the dirty rate at its lower-middle swept value
+       (sorted distinct values, index (n - 1) // 2; booleans: off, the first value).
+    2. Among the anchored scenarios with a dirty rate > 0, ordered by dirty rate, take: the
+       smallest rate, the median one, the largest that converges, the smallest that does not
+       converge and the largest; duplicates are dropped (so up to five).
+    If the grid is not a full product and the anchor is empty, axes are released one at a
+    time from the end of the parameter table until some scenarios match.
+    """
+    df = derive(summary)
+    df = df[df[DR] > 0]
+    if df.empty:
+        return df.assign(label=pd.Series(dtype=str))
+    anchor_axes = [c for c in varying_axes(df) if c != DR]
+    anchors = {c: _levels(df[c])[(df[c].nunique() - 1) // 2] for c in anchor_axes}
+    cand = df
+    for k in range(len(anchor_axes), -1, -1):
+        mask = np.ones(len(df), dtype=bool)
+        for c in anchor_axes[:k]:
+            mask &= (df[c] == anchors[c]).to_numpy()
+        cand = df[mask]
+        if not cand.empty:
+            break
+    cand = cand.sort_values([DR, "scenario_id"]).drop_duplicates(DR)
+    conv = cand["converged"].to_numpy()
+    n = len(cand)
+    picks = [0, (n - 1) // 2]
+    if conv.any():
+        picks.append(int(np.flatnonzero(conv)[-1]))
+    if (~conv).any():
+        picks.append(int(np.flatnonzero(~conv)[0]))
+    picks.append(n - 1)
+    chosen = cand.iloc[sorted(set(picks))[:most]].copy()
+    chosen["label"] = [
+        f"{fmt_count(r)} pages/s (ratio {q:.2g}), {STATUS_LABELS.get(str(s), str(s))}"
+        for r, q, s in zip(chosen[DR], chosen[RATIO], chosen["status"], strict=True)
+    ]
+    chosen.attrs["anchor"] = {c: anchors[c] for c in anchor_axes[:k]}
+    return chosen
+
+
+def remaining_curves(
+    iterations: pd.DataFrame, chosen: pd.DataFrame, style: FigStyle = FIG_REPORT
+) -> Figure:
+    """Remaining dirty bytes after each sync (log y) against sync number and time."""
+    wide = style.name != "onecol"
+    fig = _fig(style, (0.78, 3.9), 2.6, 4.2)
+    axes = fig.subplots(1, 2, sharey=True) if wide else fig.subplots(2, 1, sharey=True)
+    colors = sns.color_palette(SEQUENTIAL, max(len(chosen), 1))
+    it = iterations[iterations["scenario_id"].isin(chosen["scenario_id"])]
+    it = it.sort_values(["scenario_id", "dirty_sync_count"])
+    handles = []
+    for color, (_, sc) in zip(colors, chosen.iterrows(), strict=False):
+        part = it[it["scenario_id"] == sc["scenario_id"]]
+        if part.empty:
+            continue
+        y = part["remaining_bytes"].to_numpy(dtype=float)
+        y = np.where(y > 0, y, np.nan)
+        x_sync = part["dirty_sync_count"].to_numpy()
+        x_time = part["time_ms"].to_numpy() / 1000.0
+        end_marker = "o" if sc["converged"] else "X"
+        for ax, x in zip(axes, (x_sync, x_time), strict=True):
+            (h,) = ax.plot(x, y, color=color, marker=".", ms=3, label=sc["label"])
+            ax.plot(x[-1:], y[-1:], ls="", marker=end_marker, color=color, ms=6, mec="black",
+                    mew=0.5)  # fmt: skip
+        handles.append(h)
+    if not chosen.empty:
+        thr = float(np.median(chosen["threshold_bytes"].to_numpy(dtype=float)))
+        if thr > 0:
+            for ax in axes:
+                ax.axhline(thr, color="black", ls="--", lw=0.8)
+            handles.append(Line2D([], [], color="black", ls="--", lw=0.8,
+                                  label=f"switchover threshold ≈ {fmt_bytes(thr)}"))  # fmt: skip
+    handles += [
+        Line2D([], [], ls="", marker="o", color="#777777", mec="black", mew=0.5,
+               label="switched over"),
+        Line2D([], [], ls="", marker="X", color="#777777", mec="black", mew=0.5,
+               label="cancelled"),
+    ]  # fmt: skip
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.grid(True, which="major")
+    _log_axis(axes[0].yaxis, fmt_bytes, base=2.0)
+    axes[0].set_ylabel(_short(style, "remaining dirty memory", "remaining dirty"))
+    if wide:
+        axes[1].set_ylabel("")
+    axes[0].set_xlabel("dirty sync (dirty-sync-count)")
+    axes[0].xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    axes[1].set_xlabel("time since migrate (s)")
+    fig.legend(handles=handles, loc="outside lower center", ncols=2 if wide else 1)
+    anchor = chosen.attrs.get("anchor", {}) if not chosen.empty else {}
+    note = ", ".join(f"{axis_name(c)} {fmt_value(c, v)}" for c, v in anchor.items())
+    _add_note(fig, style, f"Scenarios at {note}; dirty rates picked by the rule in the caption."
+              if note else "")  # fmt: skip
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Downtime
+
+
+def _box_stats(values: np.ndarray) -> dict:
+    q = np.quantile(values, [0.05, 0.25, 0.5, 0.75, 0.95])
+    return {"whislo": q[0], "q1": q[1], "med": q[2], "q3": q[3], "whishi": q[4], "fliers": []}
+
+
+def downtime_vs_limit(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figure:
+    """Actual downtime against the limit: boxes per limit, and downtime/limit vs dirty ratio.
+
+    Left: 5/25/50/75/95 % quantiles of downtime / limit for the converged scenarios of each
+    swept limit, the share above the limit written on top.  When pre-copy was capped by
+    max_bandwidth (the final copy then runs faster, at link speed) the boxes are split by
+    that.  Right: median downtime / limit (band 25-75 %) against the dirty ratio, one line
+    per limit.
+    """
+    df = derive(summary)
+    df = df[df["converged"]]
+    capped = df[BW].to_numpy() < df["link_bandwidth_bytes_per_s"].to_numpy() * 0.999
+    over = df["downtime_ms"].to_numpy(dtype=float) / np.maximum(df[DL].to_numpy(dtype=float), 1e-9)
+    df = df.assign(_capped=capped, _over=over)
+    wide = style.name != "onecol"
+    fig = _fig(style, (0.88, 3.8), 2.5, 4.4)
+    axes = fig.subplots(1, 2, sharey=True) if wide else fig.subplots(2, 1)
+    ax = axes[0]
+    limits = _levels(df[DL])
+    groups = [False, True] if capped.any() and (~capped).any() else [bool(capped.any())]
+    width = 0.7 / len(groups)
+    colors = {False: OKABE_ITO[0], True: OKABE_ITO[3]}
+    names = {False: "pre-copy at link speed", True: "pre-copy capped by max_bandwidth"}
+    handles = []
+    codes = pd.Categorical(df[DL], categories=limits).codes
+    for gi, g in enumerate(groups):
+        sel = df["_capped"].to_numpy() == g
+        vals, cds = over[sel], codes[sel]
+        order = np.argsort(cds, kind="stable")
+        split = np.split(vals[order], np.searchsorted(cds[order], np.arange(1, len(limits))))
+        stats = [_box_stats(v) for v in split if len(v)]
+        pos = [k + (gi - (len(groups) - 1) / 2) * width for k, v in enumerate(split) if len(v)]
+        if stats:
+            ax.bxp(stats, positions=pos, widths=width * 0.85, showfliers=False, patch_artist=True,
+                   boxprops={"facecolor": colors[g], "alpha": 0.6, "lw": 0.6},
+                   medianprops={"color": "black", "lw": 1.0}, whiskerprops={"lw": 0.6},
+                   capprops={"lw": 0.6})  # fmt: skip
+            handles.append(Patch(facecolor=colors[g], alpha=0.6, label=names[g]))
+    for a in axes:
+        a.axhline(1.0, color=OKABE_ITO[1], lw=1.4, zorder=0.5)
+    handles.append(Line2D([], [], color=OKABE_ITO[1], lw=1.4, label="downtime = limit"))
+    ax.set_yscale("log")
+    share = df.groupby(DL)["downtime_exceeded"].mean().reindex(limits)
+    for k, s in enumerate(share.to_numpy(dtype=float)):
+        if not np.isnan(s):
+            ax.text(k, 1.0, f"{100 * s:.0f} %\nover", transform=ax.get_xaxis_transform(),
+                    ha="center", va="bottom", fontsize=style.font_pt * 0.75, color=OKABE_ITO[1],
+                    linespacing=1.0)  # fmt: skip
+    ax.set_xticks(range(len(limits)), [f"{v:g}" for v in limits])
+    ax.set_xlim(-0.6, len(limits) - 0.4)
+    ax.set_xlabel("downtime limit (ms)")
+    ax.set_ylabel(
+        _short(style, "actual downtime / limit (5-95 % of converged)", "downtime / limit")
+    )
+    ax.grid(True, axis="y")
+
+    ax = axes[1]
+    sub = df[df[RATIO] > 0]
+    lines = _quantile_lines(sub, RATIO, "_over", DL)
+    pal = sns.color_palette(SEQUENTIAL, len(limits))
+    for color, lim in zip(pal, limits, strict=True):
+        part = lines[lines[DL] == lim]
+        if part.empty:
+            continue
+        ax.fill_between(part[RATIO], part["q25"], part["q75"], color=color, alpha=0.15, lw=0)
+        ax.plot(part[RATIO], part["q50"], color=color, marker="o", ms=2.5,
+                label=f"{fmt_ms(lim)}")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel(f"dirty rate {TIMES} page size / pre-copy bandwidth")
+    if not wide:
+        ax.set_ylabel("downtime / limit")
+        ax.set_yscale("log")
+    ax.grid(True, which="major")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, title="limit")
+    _log_axis(axes[0].yaxis, lambda v: f"{v:g}{TIMES}")
+    if not wide:
+        _log_axis(axes[1].yaxis, lambda v: f"{v:g}{TIMES}")
+    _log_axis(axes[1].xaxis, lambda v: f"{v:g}")
+    fig.legend(handles=handles, loc="outside lower center", ncols=_legend_cols(style, len(handles)))
+    _add_note(fig, style, pooled_note(df, []))
+    return fig
+
+
+def expected_vs_actual(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figure:
+    """QEMU's last expected-downtime against the actual downtime (2-D histogram, log-log)."""
+    df = summary.loc[:, ~summary.columns.duplicated(keep="last")]
+    df = df[df["converged"]]
+    x = np.clip(df["expected_downtime_ms"].to_numpy(dtype=float), 0.1, None)
+    y = np.clip(df["downtime_ms"].to_numpy(dtype=float), 0.1, None)
+    side = style.width_in * (0.5 if style.name == "report" else 1.0)
+    fig = plt.figure(figsize=(side, side * 0.88), layout="constrained")
+    ax = fig.subplots()
+    if len(x):
+        lo = math.floor(np.log10(min(x.min(), y.min())) * 4) / 4
+        hi = math.ceil(np.log10(max(x.max(), y.max())) * 4) / 4 + 0.01
+        edges = np.logspace(lo, hi, int((hi - lo) * 12) + 2)
+        counts, _, _ = np.histogram2d(x, y, bins=[edges, edges])
+        mesh = ax.pcolormesh(edges, edges, np.ma.masked_equal(counts.T, 0), cmap=SEQUENTIAL,
+                             norm=mcolors.LogNorm(1, max(counts.max(), 10)),
+                             rasterized=True)  # fmt: skip
+        cbar = fig.colorbar(mesh, ax=ax, pad=0.01)
+        cbar.set_label("converged scenarios per cell")
+        ax.plot(edges[[0, -1]], edges[[0, -1]], color=OKABE_ITO[1], lw=1.0, ls="--")
+        ratio = np.median(y / x)
+        above = np.mean(y > x)
+        ax.set_title(f"median actual / expected {ratio:.2g}; {100 * above:.0f} % above the line\n"
+                     "(above: real downtime longer than QEMU expected)",
+                     fontsize=style.font_pt * 0.8, color="#444444")  # fmt: skip
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_ylim(edges[0], edges[-1])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    fmt = ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(fmt)
+    ax.yaxis.set_major_formatter(fmt)
+    ax.set_xlabel("QEMU expected-downtime, last reported (ms)")
+    ax.set_ylabel("actual downtime (ms)")
+    ax.set_aspect("equal")
+    _add_note(fig, style, "Converged scenarios only; every swept axis pooled.")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Planner heatmaps
+
+
+def _planner_grid(
+    table: pd.DataFrame,
+    value: str,
+    y: str,
+    style: FigStyle,
+    ylabel: str,
+    yfmt: callable,
+    levels: list,
+    level_fmt: callable,
+    cell_fmt: callable,
+    cbar_label: str,
+    never_label: str,
+) -> Figure:
+    """Facet columns: the row axis (see row_axis); other pooled axes take the worst case."""
+    row = None
+    group_cols = [c for c in table.columns if c in PARAM_COLUMNS and c not in (DR, DL)]
+    group_cols = [c for c in group_cols if c != y and table[c].nunique() > 1]
+    for c in ROW_PRIORITY:
+        if c in group_cols and table[c].nunique() <= MAX_ROW_VALUES:
+            row = c
+            break
+    keys = ([row] if row else []) + [y, DR]
+    # worst case over the pooled axes: the largest requirement, "never" if any is never
+    agg = (
+        table.assign(_never=table[value].isna())
+        .groupby(keys, observed=True, sort=True)
+        .agg(v=(value, "max"), never=("_never", "any"))
+        .reset_index()
+    )
+    agg.loc[agg["never"], "v"] = np.nan
+    # colour by level index so each swept value gets one clear colour
+    idx = pd.Series(np.arange(len(levels), dtype=float), index=levels)
+    agg["k"] = agg["v"].map(idx)
+    xlev, ylev = _levels(table[DR]), _levels(table[y])
+    cols = _levels(agg[row]) if row else [None]
+    panels = {}
+    for c in cols:
+        part = agg[agg[row] == c] if row else agg
+        values, missing = _cell_tables(part, "k", y, DR, ylev, xlev)
+        text = np.array(
+            [["" if np.isnan(k) else cell_fmt(levels[int(k)]) for k in line] for line in values],
+            dtype=object,
+        ).reshape(values.shape)
+        panels[(0, c)] = Panel(values, missing, None, text)
+    n = len(levels)
+    cmap = mcolors.ListedColormap(sns.color_palette(SEQUENTIAL, n)) if n else plt.get_cmap()
+    norm = mcolors.BoundaryNorm(np.arange(n + 1) - 0.5, max(n, 1))
+    ticks_idx = _thin(n, 12)
+    fig = _heatmap_grid(
+        panels, [0], cols, xlev, ylev, style=replace(style, max_facet_cols=len(cols)),
+        cmap=cmap, norm=norm, xlabel="guest dirty rate (pages/s)", ylabel=ylabel,
+        xfmt=fmt_count, yfmt=yfmt,
+        col_title=(lambda c: f"{axis_name(row)}: {fmt_value(row, c)}") if row else (lambda c: ""),
+        row_title=None, cbar_label=cbar_label, cbar_ticks=list(ticks_idx),
+        cbar_ticklabels=[level_fmt(levels[i]) for i in ticks_idx],
+        legend=[Patch(facecolor=NEVER_COLOR, hatch=HATCH, edgecolor="#8c8c8c", lw=0.5,
+                      label=never_label)],
+        panel_height=min(3.4, 0.28 * len(ylev) + 0.8) if style.name == "report" else None,
+    )  # fmt: skip
+    pooled = [c for c in group_cols if c != row]
+    if pooled:
+        names = ", ".join(axis_name(c) for c in pooled)
+        note = f"Worst case over {names} (the largest requirement; none if any never converges)."
+    else:
+        note = ""
+    _add_note(fig, style, note)
+    return fig
+
+
+def _plain(v: float) -> str:
+    return f"{v:g}"
+
+
+def planner_downtime_heatmap(
+    table: pd.DataFrame, levels: Sequence[float] | None = None, style: FigStyle = FIG_REPORT
+) -> Figure:
+    """Smallest swept downtime limit that converges, per (bandwidth, dirty rate).
+
+    ``levels``: the swept downtime limits (default: those found in the table).
+    """
+    levels = sorted(levels) if levels is not None else _levels(table["min_downtime_limit_ms"])
+    return _planner_grid(
+        table, "min_downtime_limit_ms", BW, style, "pre-copy bandwidth (Gbit/s)", fmt_bitrate,
+        levels, _plain, _plain, "smallest downtime limit that converges (ms)",
+        f"no swept limit (≤ {fmt_ms(max(levels))}) converges" if levels else "never converges",
+    )  # fmt: skip
+
+
+def planner_bandwidth_heatmap(
+    table: pd.DataFrame, levels: Sequence[float] | None = None, style: FigStyle = FIG_REPORT
+) -> Figure:
+    """Smallest swept pre-copy bandwidth that converges, per (downtime limit, dirty rate).
+
+    ``levels``: the swept pre-copy bandwidths (default: those found in the table).
+    """
+    levels = sorted(levels) if levels is not None else _levels(table["min_bandwidth_bytes_per_s"])
+    return _planner_grid(
+        table, "min_bandwidth_bytes_per_s", DL, style, "downtime limit (ms)",
+        lambda v: f"{v:g}", levels, fmt_bitrate, fmt_bitrate,
+        "smallest pre-copy bandwidth that converges (Gbit/s)",
+        f"no swept bandwidth (≤ {fmt_bitrate(max(levels))} Gbit/s) converges"
+        if levels else "never converges",
+    )  # fmt: skip

@@ -1,0 +1,198 @@
+"""Read the collected sweep outputs, write the report's figures and tables.
+
+The Snakemake rules in ``workflow/rules/report.smk`` call these through thin scripts in
+``workflow/scripts/``; they can as well be called from Python::
+
+    from sweep import report
+    report.convergence("results/summary.parquet", "results/iterations",
+                       phase_map="phase.png", syncs="syncs.png", remaining="remaining.png")
+
+Inputs: ``summary.parquet`` (one row per scenario: parameters and outcome) and the
+hive-partitioned ``iterations/`` Parquet dataset (one row per dirty sync).  Only the columns a
+figure needs are read, and only the iterations of the few scenarios drawn, so a
+million-scenario sweep renders in seconds.
+
+Every output is byte-identical for identical inputs: see :func:`sweep.plots.save_figure`.
+The file type follows the suffix (``.png``, ``.svg``, ``.pdf``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from . import planner as plan
+from . import plots
+from .plots import FIG_ONECOL, FIG_REPORT, FIG_TWOCOL, FigStyle
+
+__all__ = [
+    "PAPER_FIGURES",
+    "convergence",
+    "downtime",
+    "paper",
+    "paper_targets",
+    "planner",
+    "read_iterations",
+    "read_summary",
+]
+
+log = logging.getLogger(__name__)
+
+OUTCOME_COLUMNS = (
+    "scenario_id",
+    "status",
+    "converged",
+    "total_time_ms",
+    "downtime_ms",
+    "downtime_exceeded",
+    "dirty_sync_count",
+    "transferred_bytes",
+    "expected_downtime_ms",
+    "threshold_bytes",
+)
+
+
+def read_summary(path: str | Path) -> pd.DataFrame:
+    """The summary's parameter columns and the outcome columns the figures use."""
+    names = pq.read_schema(path).names
+    wanted = [c for c in (*plots.PARAM_COLUMNS, *OUTCOME_COLUMNS) if c in names]
+    wanted = list(dict.fromkeys(wanted))
+    table = pq.read_table(path, columns=wanted)
+    df = table.to_pandas()
+    return df.loc[:, ~df.columns.duplicated(keep="last")]
+
+
+def read_iterations(path: str | Path, scenario_ids: Sequence[int]) -> pd.DataFrame:
+    """The per-sync rows of a few scenarios from the (hive-partitioned) iterations dataset."""
+    ids = [int(i) for i in scenario_ids]
+    columns = ["scenario_id", "dirty_sync_count", "time_ms", "remaining_bytes",
+               "threshold_bytes"]  # fmt: skip
+    if not ids:
+        return pd.DataFrame(columns=columns)
+    dataset = pads.dataset(str(path), format="parquet", partitioning="hive")
+    field = dataset.schema.field("scenario_id")
+    value_type = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+    wanted = pa.array(ids, type=value_type)
+    table = dataset.to_table(columns=columns, filter=pads.field("scenario_id").isin(wanted))
+    df = table.to_pandas()
+    df["scenario_id"] = df["scenario_id"].astype("int64")
+    return df.sort_values(["scenario_id", "dirty_sync_count"]).reset_index(drop=True)
+
+
+def _timed(name: str, fn: callable, path: str | Path) -> None:
+    start = time.perf_counter()
+    fig = fn()
+    plots.save_figure(fig, path)
+    log.info("%s -> %s (%.2f s)", name, path, time.perf_counter() - start)
+
+
+def convergence(
+    summary: str | Path,
+    iterations: str | Path,
+    *,
+    phase_map: str | Path,
+    syncs: str | Path,
+    remaining: str | Path,
+    style: FigStyle = FIG_REPORT,
+) -> None:
+    """Phase map, syncs/bytes vs dirty ratio, remaining-bytes curves."""
+    df = read_summary(summary)
+    with plots.styled(style):
+        _timed("phase map", lambda: plots.phase_map(df, style), phase_map)
+        _timed("syncs vs ratio", lambda: plots.syncs_vs_ratio(df, style), syncs)
+        chosen = plots.representative_scenarios(df)
+        its = read_iterations(iterations, chosen["scenario_id"].tolist())
+        _timed("remaining curves", lambda: plots.remaining_curves(its, chosen, style), remaining)
+
+
+def downtime(
+    summary: str | Path,
+    *,
+    vs_limit: str | Path,
+    expected: str | Path,
+    violations: str | Path,
+    style: FigStyle = FIG_REPORT,
+) -> None:
+    """Downtime vs limit, expected vs actual downtime, share violating the limit."""
+    df = read_summary(summary)
+    with plots.styled(style):
+        _timed("downtime vs limit", lambda: plots.downtime_vs_limit(df, style), vs_limit)
+        _timed("expected vs actual", lambda: plots.expected_vs_actual(df, style), expected)
+        _timed("violation share", lambda: plots.violation_share(df, style), violations)
+
+
+def planner(
+    summary: str | Path,
+    *,
+    downtime_table: Sequence[str | Path],
+    bandwidth_table: Sequence[str | Path],
+    downtime_figure: str | Path,
+    bandwidth_figure: str | Path,
+    time_cap_s: float | None = None,
+    style: FigStyle = FIG_REPORT,
+) -> None:
+    """The two planner tables (each as (Parquet, CSV)) and their heatmaps."""
+    df = read_summary(summary)
+    levels = plan.swept_levels(df)
+    dl = plan.downtime_plan(df, time_cap_s)
+    bw = plan.bandwidth_plan(df, time_cap_s)
+    plan.write_table(dl, *downtime_table)
+    plan.write_table(bw, *bandwidth_table)
+    with plots.styled(style):
+        _timed("planner: downtime limit",
+               lambda: plots.planner_downtime_heatmap(dl, levels[plots.DL], style),
+               downtime_figure)  # fmt: skip
+        _timed("planner: bandwidth",
+               lambda: plots.planner_bandwidth_heatmap(bw, levels[plots.BW], style),
+               bandwidth_figure)  # fmt: skip
+
+
+#: Paper figures: name -> (figure function key, style).  Each is written as PDF and SVG.
+PAPER_FIGURES: dict[str, tuple[str, FigStyle]] = {
+    "phase_map": ("phase_map", FIG_TWOCOL),
+    "planner_downtime_limit": ("planner_downtime", FIG_TWOCOL),
+    "syncs_vs_ratio": ("syncs_vs_ratio", FIG_ONECOL),
+    "remaining_bytes": ("remaining", FIG_ONECOL),
+    "downtime_vs_limit": ("downtime_vs_limit", FIG_ONECOL),
+    "expected_vs_actual_downtime": ("expected_vs_actual", FIG_ONECOL),
+}
+PAPER_FORMATS = ("pdf", "svg")
+
+
+def paper_targets(outdir: str | Path) -> list[str]:
+    """Every file :func:`paper` writes under `outdir`."""
+    return [f"{Path(outdir).as_posix()}/{name}.{fmt}" for name in PAPER_FIGURES
+            for fmt in PAPER_FORMATS]  # fmt: skip
+
+
+def paper(summary: str | Path, iterations: str | Path, outdir: str | Path) -> list[Path]:
+    """The paper figures as PDF and SVG (3.5 in one-column, 7.16 in two-column widths)."""
+    df = read_summary(summary)
+    chosen = plots.representative_scenarios(df)
+    its = read_iterations(iterations, chosen["scenario_id"].tolist())
+    dl_plan = plan.downtime_plan(df)
+    levels = plan.swept_levels(df)
+    draw = {
+        "phase_map": lambda st: plots.phase_map(df, st),
+        "planner_downtime": lambda st: plots.planner_downtime_heatmap(
+            dl_plan, levels[plots.DL], st
+        ),
+        "syncs_vs_ratio": lambda st: plots.syncs_vs_ratio(df, st),
+        "remaining": lambda st: plots.remaining_curves(its, chosen, st),
+        "downtime_vs_limit": lambda st: plots.downtime_vs_limit(df, st),
+        "expected_vs_actual": lambda st: plots.expected_vs_actual(df, st),
+    }
+    written = []
+    for name, (kind, style) in PAPER_FIGURES.items():
+        paths = [Path(outdir) / f"{name}.{fmt}" for fmt in PAPER_FORMATS]
+        with plots.styled(style):
+            plots.save_figure(draw[kind](style), *paths)
+        written += paths
+    return written
