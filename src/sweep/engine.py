@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import numerics as num
 from .params import parse_version
 from .reference import (
     CANCELLED_ITERATIONS,
@@ -237,7 +238,7 @@ class Engine:
             j = i[closes]
             self.trigger_throttle(j)
             tj = st.t[j]
-            st.dirty_pages_rate[j] = np.floor(
+            st.dirty_pages_rate[j] = num.floor(
                 st.num_dirty_pages_period[j] * 1e6 / (tj - st.period_start[j])
             )
             st.period_start[j] = tj
@@ -270,7 +271,7 @@ class Engine:
         bytes_xfer_period = st.X[i] - st.bytes_xfer_prev[i]
         bytes_dirty_period = st.num_dirty_pages_period[i] * st.P[i]
         bytes_dirty_threshold = bytes_xfer_period * st.trigger_pct[i] / 100.0
-        high = bytes_dirty_period > bytes_dirty_threshold
+        high = num.below(bytes_dirty_threshold, bytes_dirty_period)
         st.dirty_rate_high_cnt[i[high]] += 1
         fire = high & (st.dirty_rate_high_cnt[i] >= 2)
         j = i[fire]
@@ -291,7 +292,7 @@ class Engine:
         slow = st.tailslow[i] & (now > 0)
         if slow.any():
             cpu_now = 100 - now[slow]
-            ideal = (cpu_now * (threshold[slow] / dirty[slow])).astype(np.int64)
+            ideal = num.floor(cpu_now * (threshold[slow] / dirty[slow])).astype(np.int64)
             step[slow] = np.minimum(cpu_now - ideal, step[slow])
         new = np.where(now == 0, st.ac_initial[i], np.minimum(now + step, st.ac_max[i]))
         st.throttle[i] = np.clip(new, 1, 99)
@@ -309,12 +310,14 @@ class Engine:
         Bsw = st.Bsw[i]
         expected_bw_per_ms = np.where(Bsw != 0, Bsw / 1000.0, bandwidth)
         st.bandwidth[i] = bandwidth
-        st.threshold[i] = np.floor(expected_bw_per_ms * st.DL[i])
+        st.threshold[i] = num.floor(expected_bw_per_ms * st.DL[i])
         st.mbps[i] = win_bytes * 8.0 / (elapsed_ms / 1000.0) / 1e6
         st.pages_per_second[i] = st.win_pages[i] / (elapsed_ms / 1000.0)
         update = (st.dirty_pages_rate[i] != 0) & (win_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
         j = i[update]
-        st.expected_downtime[j] = np.floor(st.dirty_bytes_last_sync[j] / expected_bw_per_ms[update])
+        st.expected_downtime[j] = num.floor(
+            st.dirty_bytes_last_sync[j] / expected_bw_per_ms[update]
+        )
         if self.samples is not None:
             self.record_sample(i)
         st.win_start[i] = st.t[i]
@@ -338,13 +341,17 @@ class Engine:
         st = self.st
         pending = self.remaining(slice(None)) * st.P
         threshold = st.threshold
-        want = active & np.where(st.sync_le, pending <= threshold, pending < threshold)
+        want = active & np.where(
+            st.sync_le, num.at_most(pending, threshold), num.below(pending, threshold)
+        )
         i = np.flatnonzero(want)
         if i.size:
             self.bitmap_sync(i, SYNC_EXACT)
             pending[i] = self.remaining(i) * st.P[i]
         switch = active & np.where(
-            st.complete_le, pending <= threshold, (pending == 0) | (pending < threshold)
+            st.complete_le,
+            num.at_most(pending, threshold),
+            (pending == 0) | num.below(pending, threshold),
         )
         if switch.any():
             self.completion(np.flatnonzero(switch))
@@ -353,19 +360,20 @@ class Engine:
     def ram_save_iterate(self, go: np.ndarray) -> None:
         """One slice for every scenario in `go` (the common path: no index sets)."""
         st = self.st
-        budget_left = np.where(st.budget != 0, st.budget - st.win_bytes, np.inf)
-        budget_bound = budget_left <= st.slice_bytes
+        limited = st.budget != 0
+        budget_left = np.where(limited, st.budget - st.win_bytes, np.inf)
+        budget_bound = limited & num.at_most(budget_left, st.slice_bytes)
         cap = np.where(budget_bound, budget_left, st.slice_bytes)
         need = self.wire_bytes(slice(None))
-        empties = need <= cap
+        empties = num.at_most(need, cap)
         sent = np.where(empties, need, cap)
         share = np.where(empties, 1.0, cap / np.where(need > 0, need, 1.0))
         duration = np.where(
             empties,
-            np.ceil(need / st.L),
-            np.where(budget_bound, np.minimum(np.ceil(cap / st.L), C.MAX_WAIT_US), C.MAX_WAIT_US),
+            num.ceil(need / st.L),
+            np.where(budget_bound, np.minimum(num.ceil(cap / st.L), C.MAX_WAIT_US), C.MAX_WAIT_US),
         ).astype(np.int64)
-        spent = np.where(empties, budget_bound & (need == cap), budget_bound)
+        spent = np.where(empties, budget_bound & num.same(need, cap), budget_bound)
         # scenarios not in `go` move by zero
         share = np.where(go, share, 0.0)
         sent = np.where(go, sent, 0.0)
@@ -471,15 +479,16 @@ class Engine:
         limited = budget != 0
         # The two slices of a fresh window, exactly as ram_save_iterate computes their caps.
         left1 = np.where(limited, budget, np.inf)
-        one_slice = left1 <= slice_bytes
+        one_slice = limited & num.at_most(left1, slice_bytes)
         cap1 = np.where(one_slice, left1, slice_bytes)
         left2 = np.where(limited, budget - cap1, np.inf)
-        cap2 = np.where(one_slice, 0.0, np.where(left2 <= slice_bytes, left2, slice_bytes))
+        second_bound = limited & num.at_most(left2, slice_bytes)
+        cap2 = np.where(one_slice, 0.0, np.where(second_bound, left2, slice_bytes))
         window_bytes = np.where(one_slice, cap1, cap1 + cap2)
         Bsw = st.Bsw[i]
         bandwidth = window_bytes / (C.BUFFER_DELAY_US / 1000.0)
         expected_bw_per_ms = np.where(Bsw != 0, Bsw / 1000.0, bandwidth)
-        threshold = np.floor(expected_bw_per_ms * st.DL[i])
+        threshold = num.floor(expected_bw_per_ms * st.DL[i])
 
         need = self.wire_bytes(i)
         pages = self.remaining(i)
@@ -516,7 +525,9 @@ class Engine:
         st.pages_per_second[i] = window_bytes / cost / (C.BUFFER_DELAY_US / 1e6)
         update = (st.dirty_pages_rate[i] != 0) & (window_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
         j = i[update]
-        st.expected_downtime[j] = np.floor(st.dirty_bytes_last_sync[j] / expected_bw_per_ms[update])
+        st.expected_downtime[j] = num.floor(
+            st.dirty_bytes_last_sync[j] / expected_bw_per_ms[update]
+        )
         if self.samples is not None:
             self.record_jump_samples(i, k, t0, x0, window_bytes, need, cost)
 

@@ -102,11 +102,16 @@ class Param:
         return "a QEMU version such as '7.2', '9.2' or '10.1' (or 'upstream'), at least 7.2"
 
     def range_text(self) -> str:
-        lo = "" if self.minimum is None else f"{self.minimum:g}"
-        hi = "" if self.maximum is None else f"{self.maximum:g}"
+        lo = "" if self.minimum is None else _number(self.minimum)
+        hi = "" if self.maximum is None else _number(self.maximum)
         if not lo and not hi:
             return ""
         return f"[{lo}, {hi}]" if lo and hi else (f">= {lo}" if lo else f"<= {hi}")
+
+
+def _number(value: float) -> str:
+    """Whole numbers in full (sizes read better as 1048576 than 1.04858e+06)."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
 
 
 GiB = 2**30
@@ -454,7 +459,7 @@ def _check_range(param: Param, values: np.ndarray, index: pd.Index) -> None:
         row = int(np.flatnonzero(bad)[0])
         raise ParameterError(
             param.name,
-            values[row].item(),
+            _number(values[row].item()) if np.isfinite(values[row]) else values[row].item(),
             f"{param.unit or 'a value'} in {param.range_text()}",
             where=f"scenario {index[row]!r}",
         )

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import numerics as num
 from .params import parse_version
 from .workloads import distinct_pages, pattern_code
 
@@ -154,8 +155,8 @@ class ReferenceMigration:
         if self.t > self.period_start + C.RATE_PERIOD_US:
             self.trigger_throttle()
             # ram_counters.dirty_pages_rate is an integer (uint64 division in QEMU)
-            self.dirty_pages_rate = math.floor(
-                self.num_dirty_pages_period * 1e6 / (self.t - self.period_start)
+            self.dirty_pages_rate = float(
+                num.floor(self.num_dirty_pages_period * 1e6 / (self.t - self.period_start))
             )
             self.period_start = self.t
             self.num_dirty_pages_period = 0.0
@@ -187,7 +188,7 @@ class ReferenceMigration:
         bytes_dirty_threshold = (
             bytes_xfer_period * float(self.row["throttle_trigger_threshold_pct"]) / 100.0
         )
-        if bytes_dirty_period > bytes_dirty_threshold:
+        if num.below(bytes_dirty_threshold, bytes_dirty_period):
             self.dirty_rate_high_cnt += 1
             if self.dirty_rate_high_cnt >= 2:
                 self.dirty_rate_high_cnt = 0
@@ -207,7 +208,7 @@ class ReferenceMigration:
             step = increment
             if bool(self.row["cpu_throttle_tailslow"]):
                 cpu_now = 100 - self.throttle
-                cpu_ideal = int(cpu_now * (bytes_threshold / bytes_dirty))
+                cpu_ideal = int(num.floor(cpu_now * (bytes_threshold / bytes_dirty)))
                 step = min(cpu_now - cpu_ideal, increment)
             new = min(self.throttle + step, ceiling)
         self.throttle = min(max(new, 1), 99)  # cpu_throttle_set clamps
@@ -221,12 +222,15 @@ class ReferenceMigration:
         elapsed_ms = elapsed / 1000.0
         self.bandwidth = self.win_bytes / elapsed_ms
         expected_bw_per_ms = self.Bsw / 1000.0 if self.Bsw else self.bandwidth
-        self.threshold = math.floor(expected_bw_per_ms * self.DL)  # threshold_size is uint64
+        # threshold_size is a uint64 in QEMU
+        self.threshold = float(num.floor(expected_bw_per_ms * self.DL))
         self.mbps = self.win_bytes * 8.0 / (elapsed_ms / 1000.0) / 1e6
         self.pages_per_second = self.win_pages / (elapsed_ms / 1000.0)
         if self.dirty_pages_rate and self.win_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES:
             # expected_downtime is an int64 of milliseconds
-            self.expected_downtime = math.floor(self.dirty_bytes_last_sync / expected_bw_per_ms)
+            self.expected_downtime = float(
+                num.floor(self.dirty_bytes_last_sync / expected_bw_per_ms)
+            )
         if self.record_samples:
             self.samples.append(
                 {
@@ -248,14 +252,14 @@ class ReferenceMigration:
     def sync_wanted(self, pending: float) -> bool:
         """The exact pending (a sync) runs below the threshold (8.0-8.2: at or below)."""
         if self.version.sync_when_equal:
-            return pending <= self.threshold
-        return pending < self.threshold
+            return bool(num.at_most(pending, self.threshold))
+        return bool(num.below(pending, self.threshold))
 
     def switchover_now(self, pending: float) -> bool:
         """7.2-10.0: pending == 0 or pending < threshold; 10.1+: pending <= threshold."""
         if self.version.complete_when_equal:
-            return pending <= self.threshold
-        return pending == 0 or pending < self.threshold
+            return bool(num.at_most(pending, self.threshold))
+        return pending == 0 or bool(num.below(pending, self.threshold))
 
     def iteration_run(self) -> bool:
         """migration_iteration_run; True when the migration completed."""
@@ -273,17 +277,17 @@ class ReferenceMigration:
         """Send queued pages for at most 50 ms, until the window's budget is spent, or all."""
         slice_bytes = self.L * C.MAX_WAIT_US
         budget_left = self.budget - self.win_bytes if self.budget else math.inf
-        budget_bound = budget_left <= slice_bytes
+        budget_bound = bool(self.budget) and bool(num.at_most(budget_left, slice_bytes))
         cap = budget_left if budget_bound else slice_bytes
         need = self.wire_bytes()
-        if need <= cap:  # the queue empties inside this slice
-            sent, share, duration = need, 1.0, math.ceil(need / self.L)
-            self.budget_spent = budget_bound and need == cap
+        if num.at_most(need, cap):  # the queue empties inside this slice
+            sent, share, duration = need, 1.0, int(num.ceil(need / self.L))
+            self.budget_spent = budget_bound and bool(num.same(need, cap))
         else:
             sent, share = cap, cap / need
-            duration = (
-                min(math.ceil(cap / self.L), C.MAX_WAIT_US) if budget_bound else C.MAX_WAIT_US
-            )
+            duration = C.MAX_WAIT_US
+            if budget_bound:
+                duration = min(int(num.ceil(cap / self.L)), C.MAX_WAIT_US)
             self.budget_spent = budget_bound
         zero, normal = self.R_z * share, (self.R_c + self.R_h) * share
         self.R_z -= zero

@@ -1,0 +1,175 @@
+"""The vectorised engine equals the scalar reference: the property the engine is built on.
+
+Hypothesis draws whole scenarios over every parameter (versions, aids, caps, odd sizes) and
+the engine runs them in one chunk, so jumps, masks and compaction all meet mixed neighbours.
+Integer counters must match exactly, floats to 1e-9 relative: relative to the larger of
+the two values and of the scenario's own scale for that unit (its RAM in pages or bytes), so
+that a difference like 1.70e-17 against 1.71e-17 pages (the rounding left when a working set is
+almost all queued: W * (1 - R_h / W)) is not mistaken for a disagreement.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sweep.engine import ITERATION_FIELDS, SAMPLE_FIELDS, SUMMARY_FIELDS, run_chunk
+from sweep.params import normalize
+from sweep.reference import simulate_reference
+
+INTEGER_FIELDS = {
+    "status", "dirty_sync_count", "throttle_pct", "sync_reason", "time_us",
+}  # fmt: skip
+REL = 1e-9
+
+VERSIONS = ["7.2", "8.0", "8.2", "9.0", "9.1", "9.2", "10.0", "10.1", "11.0"]
+
+
+def log_uniform(low: float, high: float) -> st.SearchStrategy[float]:
+    return st.floats(np.log10(low), np.log10(high)).map(lambda x: 10.0**x)
+
+
+@st.composite
+def scenario(draw: st.DrawFn) -> dict:
+    page = draw(st.sampled_from([4096, 4096, 4096, 2048, 65536]))
+    pages = draw(st.integers(2**20 // page, 1_100_000))
+    nonzero = draw(st.integers(0, pages))
+    working = draw(st.integers(0, nonzero))
+    version = draw(st.sampled_from(VERSIONS))
+    at_least = tuple(map(int, version.split("."))) >= (8, 1)
+    aid = draw(st.sampled_from(["none", "none", "auto_converge", "dirty_limit"]))
+    if aid == "dirty_limit" and not at_least:
+        aid = "none"
+    initial = draw(st.integers(1, 99))
+    row = {
+        "ram_size": pages * page,
+        "page_size": page,
+        "nonzero_size": nonzero * page,
+        "working_set_size": working * page,
+        "dirty_rate": draw(st.one_of(st.just(0.0), log_uniform(1.0, 3e6))),
+        "write_pattern": draw(st.sampled_from(["uniform", "sequential"])),
+        "vcpus": draw(st.integers(1, 16)),
+        "max_bandwidth": draw(st.one_of(st.just(0), log_uniform(2e5, 2e10).map(int))),
+        "link_bandwidth": draw(log_uniform(1e6, 1.5e10)),
+        "downtime_limit": draw(st.integers(0, 3000)),
+        "switchover_bandwidth": 0,
+        "device_state_size": draw(st.integers(0, 2**24)),
+        "setup_time": draw(st.integers(0, 50_000)) / 1000.0,
+        "sync_time": draw(st.integers(0, 20_000)) / 1000.0,
+        "stop_time": draw(st.integers(0, 20_000)) / 1000.0,
+        "qemu_version": version,
+        "auto_converge": aid == "auto_converge",
+        "throttle_trigger_threshold": draw(st.integers(1, 100)),
+        "cpu_throttle_initial": initial,
+        "cpu_throttle_increment": draw(st.integers(1, 99)),
+        "max_cpu_throttle": draw(st.integers(initial, 99)),
+        "cpu_throttle_tailslow": draw(st.booleans()),
+        "dirty_limit": aid == "dirty_limit",
+        "vcpu_dirty_limit": draw(st.integers(1, 500)),
+        "max_time": draw(st.integers(50, 90_000)) / 1000.0,
+        "max_iterations": draw(st.integers(0, 40)),
+    }
+    if tuple(map(int, version.split("."))) >= (8, 2) and draw(st.booleans()):
+        row["switchover_bandwidth"] = int(draw(log_uniform(1e5, 1e10)))
+    return row
+
+
+PAGE_FIELDS = {"new_dirty_pages", "normal_pages", "zero_pages"}
+BYTE_FIELDS = {"transferred_bytes", "remaining_bytes", "precopy_bytes", "downtime_bytes"}
+
+
+def unit_scale(field: str, row: dict) -> float:
+    """The scenario's natural magnitude for a field's unit (0: purely relative)."""
+    if field in PAGE_FIELDS:
+        return row["ram_size_bytes"] / row["page_size_bytes"]
+    if field in BYTE_FIELDS:
+        return float(row["ram_size_bytes"])
+    return 0.0
+
+
+def assert_close(
+    field: str, engine: np.ndarray, reference: np.ndarray, where: str, scale: float = 0.0
+) -> None:
+    engine = np.asarray(engine, dtype=float)
+    reference = np.asarray(reference, dtype=float)
+    assert engine.shape == reference.shape, f"{where}: {field} has {engine.shape} rows"
+    if field in INTEGER_FIELDS:
+        np.testing.assert_array_equal(engine, reference, err_msg=f"{where}: {field}")
+        return
+    same = (engine == reference) | (np.isnan(engine) & np.isnan(reference))
+    magnitude = np.maximum(np.maximum(np.abs(engine), np.abs(reference)), scale)
+    close = np.abs(engine - reference) <= REL * magnitude
+    bad = ~(same | close)
+    assert not bad.any(), (
+        f"{where}: {field} differs at {np.flatnonzero(bad)[:5]}: "
+        f"engine {engine[bad][:5]} reference {reference[bad][:5]}"
+    )
+
+
+def compare(rows: list[dict]) -> None:
+    frame = normalize(rows)
+    result = run_chunk(frame, record_samples=True)
+    for k, row in enumerate(frame.to_dict("records")):
+        ref = simulate_reference(row, record_samples=True)
+        where = f"scenario {k} {rows[k]}"
+        summary = ref.summary()
+        for field in SUMMARY_FIELDS:
+            assert_close(
+                field, [result.summary[field][k]], [summary[field]], where,
+                unit_scale(field, row),
+            )  # fmt: skip
+        for table, fields, expected in (
+            (result.iterations, ITERATION_FIELDS, ref.iterations),
+            (result.samples, SAMPLE_FIELDS, ref.samples),
+        ):
+            mine = table["row"] == k
+            for field in fields:
+                assert_close(
+                    field, table[field][mine], [r[field] for r in expected], where,
+                    unit_scale(field, row),
+                )  # fmt: skip
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,
+)
+@given(st.lists(scenario(), min_size=5, max_size=5))
+def test_engine_equals_reference(rows: list[dict]) -> None:
+    """100 chunks of 5 random scenarios: 500 scenarios, every output field compared."""
+    compare(rows)
+
+
+def test_engine_equals_reference_on_a_mixed_chunk() -> None:
+    """Hand-picked regimes side by side: idle, converging, capped, throttled, rate-limited."""
+    rows = [
+        {"dirty_rate": 0, "ram_size": "1GiB"},
+        {"dirty_rate": "50MB/s", "link_bandwidth": "1Gbit/s", "max_bandwidth": 0},
+        {"dirty_rate": "200MB/s", "link_bandwidth": "1Gbit/s", "max_bandwidth": 0,
+         "max_time": "120s"},
+        {"dirty_rate": "200MB/s", "link_bandwidth": "1Gbit/s", "max_bandwidth": 0,
+         "auto_converge": True, "max_time": "200s", "max_iterations": 0},
+        {"dirty_rate": "20MB/s", "write_pattern": "sequential", "working_set_size": "5%",
+         "ram_size": "512MiB"},
+        {"dirty_rate": "100MB/s", "max_bandwidth": "1GB/s", "auto_converge": True,
+         "qemu_version": "7.2", "nonzero_size": "50%", "working_set_size": "10%"},
+        {"dirty_rate": "1GB/s", "dirty_limit": True, "vcpus": 4, "vcpu_dirty_limit": 5,
+         "qemu_version": "9.0"},
+    ]  # fmt: skip
+    compare(rows)
+
+
+def test_samples_do_not_change_results() -> None:
+    """Recording samples is observation only: summaries and syncs are bit-identical."""
+    frame = normalize([{"dirty_rate": r, "ram_size": "2GiB"} for r in (0, 5e3, 5e4, 5e5)])
+    plain, sampled = run_chunk(frame), run_chunk(frame, record_samples=True)
+    for field in SUMMARY_FIELDS:
+        np.testing.assert_array_equal(plain.summary[field], sampled.summary[field])
+    for field in ITERATION_FIELDS:
+        np.testing.assert_array_equal(plain.iterations[field], sampled.iterations[field])
+    assert sampled.samples is not None and len(sampled.samples["row"]) > 0
+    assert pd.Series(sampled.samples["row"]).nunique() == 4
