@@ -1,0 +1,583 @@
+"""Run one real QEMU pre-copy migration over loopback and record what QEMU reports.
+
+The driver starts a destination QEMU (``-incoming tcp:127.0.0.1:PORT``) and a source QEMU with
+identical options, both booting our validation guest (:mod:`sweep.qemu.build`), waits until
+the guest is writing, configures the migration over QMP, sends ``migrate``, polls
+``query-migrate`` every 100 ms, keeps the ``MIGRATION``/``MIGRATION_PASS`` events with QEMU's
+timestamps, cancels at the time cap, and stops both QEMUs by their own PIDs.
+
+The result (:class:`RunResult`) holds the samples, the events, the final reply (the last
+``active`` one if cancelled: a ``cancelled`` reply has no ``ram``), the guest's own reports
+(for the achieved write rate and the ring position at ``migrate``), the run's parameters and
+the QEMU version; :meth:`RunResult.write` stores them as Parquet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .build import build_guest
+from .qmp import QMPClient, QMPError, event_time, flatten
+
+__all__ = [
+    "INSTALL_HINT",
+    "MigrationError",
+    "QemuNotFoundError",
+    "RunResult",
+    "RunSpec",
+    "find_qemu",
+    "parse_guest_line",
+    "parse_trace_line",
+    "run_migration",
+]
+
+QEMU_BINARY = "qemu-system-x86_64"
+INSTALL_HINT = "apt-get install -y --no-install-recommends qemu-system-x86"
+MiB = 2**20
+POLL_S = 0.1
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+class QemuNotFoundError(RuntimeError):
+    """qemu-system-x86_64 is not installed; the message says how to install it."""
+
+
+class MigrationError(RuntimeError):
+    """A run could not be carried out (QEMU died, the guest did not boot, a timeout)."""
+
+
+def find_qemu(binary: str = QEMU_BINARY) -> str:
+    """Path of the QEMU binary, or :class:`QemuNotFoundError` with the install command."""
+    path = shutil.which(binary)
+    if path is None:
+        raise QemuNotFoundError(
+            f"{binary} not found: real-QEMU validation needs it. Install it with "
+            f"`{INSTALL_HINT}` (Debian 12 gives QEMU 7.2)."
+        )
+    return path
+
+
+@dataclass
+class RunSpec:
+    """One real migration: the guest, QEMU's migration settings and the manager's time cap."""
+
+    name: str
+    mem_mib: int = 512
+    working_set_mib: float = 64.0
+    fill_mib: float = 509.0
+    rate: int | str = 0  # guest page writes per second, or "max"
+    pattern: str = "seq"  # "seq" (ring) or "rand" (uniform)
+    catchup_us: int = 100_000
+    seed: int = 1
+    max_bandwidth: int = 128 * MiB  # bytes/s; 0 = unlimited
+    downtime_limit_ms: int = 300
+    auto_converge: bool = False
+    cpu_throttle_initial: int = 20
+    cpu_throttle_increment: int = 10
+    max_cpu_throttle: int = 99
+    throttle_trigger_threshold: int = 50
+    time_cap_s: float = 60.0
+    warmup_s: float = 1.0  # guest writing time before migrate
+    uri: str = ""  # "" = loopback TCP to a destination QEMU; else e.g. "exec:cat > FILE"
+    trace_events: tuple[str, ...] = ()
+
+    def append(self) -> str:
+        """The guest's command line (after the kernel path)."""
+        return (
+            f"ws={round(self.working_set_mib * MiB)} fill={round(self.fill_mib * MiB)} "
+            f"rate={self.rate} pattern={self.pattern} catchup={self.catchup_us} "
+            f"seed={self.seed} report=100"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["rate"] = str(self.rate)
+        out["trace_events"] = ",".join(self.trace_events)
+        return out
+
+
+@dataclass
+class RunResult:
+    """Everything one run produced.  ``info`` holds the derived scalars (one row when written)."""
+
+    spec: RunSpec
+    samples: pd.DataFrame
+    events: pd.DataFrame
+    final: dict[str, Any]
+    guest: pd.DataFrame
+    info: dict[str, Any]
+    trace: pd.DataFrame | None = None
+
+    def run_row(self) -> pd.DataFrame:
+        """One row: parameters (``spec_*``), derived info and the final reply (``final_*``)."""
+        row = {f"spec_{k}": v for k, v in self.spec.to_dict().items()}
+        row.update(self.info)
+        row.update({f"final_{k}": v for k, v in self.final.items()})
+        return pd.DataFrame([row])
+
+    def write(self, directory: str | Path) -> dict[str, Path]:
+        """Write ``<name>.{run,samples,events,guest}.parquet`` (+ ``.trace``) into directory."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        tables = {
+            "run": self.run_row(),
+            "samples": self.samples,
+            "events": self.events,
+            "guest": self.guest,
+        }
+        if self.trace is not None:
+            tables["trace"] = self.trace
+        paths = {}
+        for kind, frame in tables.items():
+            path = out / f"{self.spec.name}.{kind}.parquet"
+            tmp = path.with_suffix(".tmp")
+            frame.assign(run=self.spec.name).to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+            paths[kind] = path
+        return paths
+
+
+# --- parsers (unit-tested without QEMU) --------------------------------------------------------
+
+_KV = re.compile(r"(\w+)=(\S+)")
+_TRACE = re.compile(r"^(\d+)@(\d+)\.(\d+):(\w+)\s*(.*)$")
+
+
+def parse_guest_line(line: str) -> dict[str, Any] | None:
+    """``R t_us=.. writes=.. pos=.. skipped=..`` or ``BOOT k=v ...`` -> dict; else None."""
+    parts = line.strip().split(" ", 1)
+    if not parts or parts[0] not in ("R", "BOOT"):
+        return None
+    values: dict[str, Any] = {"kind": parts[0]}
+    for key, value in _KV.findall(parts[1] if len(parts) > 1 else ""):
+        try:
+            values[key] = int(value)
+        except ValueError:
+            values[key] = value
+    if parts[0] == "R" and not {"t_us", "writes", "pos"} <= values.keys():
+        return None  # a torn line
+    return values
+
+
+def parse_trace_line(line: str) -> dict[str, Any] | None:
+    """QEMU's log trace backend with -msg timestamp=on: ``PID@SEC.USEC:event args``."""
+    m = _TRACE.match(line.strip())
+    if not m:
+        return None
+    return {
+        "pid": int(m.group(1)),
+        "wall_s": int(m.group(2)) + int(m.group(3)) / 1e6,
+        "event": m.group(4),
+        "args": m.group(5),
+    }
+
+
+class SerialLog:
+    """Tails the guest's serial file; stamps every new complete line with the host wall time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+        self.lines: list[dict[str, Any]] = []
+        self.boot: dict[str, Any] | None = None
+        self.fault = False
+
+    def read(self) -> int:
+        """Parse what was appended since the last call; return the number of new reports."""
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return 0
+        seen = time.time()
+        self.offset += len(data)
+        *complete, self.partial = (self.partial + data).split(b"\n")
+        count = 0
+        for raw in complete:
+            text = raw.decode("ascii", "replace")
+            if "FAULT" in text:
+                self.fault = True
+            parsed = parse_guest_line(text)
+            if parsed is None:
+                continue
+            if parsed["kind"] == "BOOT":
+                self.boot = parsed
+            else:
+                parsed["seen_wall_s"] = seen
+                self.lines.append(parsed)
+                count += 1
+        return count
+
+    def frame(self) -> pd.DataFrame:
+        cols = ["t_us", "writes", "pos", "skipped", "seen_wall_s"]
+        return pd.DataFrame([{c: r.get(c) for c in cols} for r in self.lines], columns=cols)
+
+
+def guest_clock_offset(reports: pd.DataFrame) -> float:
+    """Host wall time minus guest time (s): the smallest lag at which a report was seen."""
+    if reports.empty:
+        return float("nan")
+    return float((reports["seen_wall_s"] - reports["t_us"] / 1e6).min())
+
+
+def writes_at(reports: pd.DataFrame, guest_us: float) -> tuple[float, float]:
+    """Cumulative writes and ring position at a guest time, interpolated between reports."""
+    t = reports["t_us"].to_numpy(dtype=float)
+    w = reports["writes"].to_numpy(dtype=float)
+    writes = float(np.interp(guest_us, t, w))
+    before = int(np.searchsorted(t, guest_us, side="right")) - 1
+    before = max(before, 0)
+    pos = float(reports["pos"].iloc[before]) + writes - w[before]
+    return writes, pos
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the driver dies, so no QEMU outlives a killed run."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Qemu:
+    """One QEMU process, started with our options and stopped by its own PID."""
+
+    def __init__(self, role: str, argv: list[str], tmp: Path) -> None:
+        self.role = role
+        self.log = tmp / f"{role}.stderr"
+        with open(self.log, "wb") as err:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        self.qmp = QMPClient(tmp / f"{role}.qmp", timeout=10.0)
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise MigrationError(
+                f"{self.role} QEMU exited with {self.proc.returncode}: {self.stderr()}"
+            )
+
+    def stderr(self) -> str:
+        try:
+            return self.log.read_text(errors="replace").strip()[-2000:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """``quit`` over QMP, then terminate, then kill: always this process only."""
+        if self.proc.poll() is None and self.qmp.sock is not None:
+            with contextlib.suppress(OSError, QMPError, TimeoutError, ConnectionError):
+                self.qmp.execute("quit", timeout=2.0)
+        self.qmp.close()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+
+
+def qemu_argv(qemu: str, spec: RunSpec, guest: Path, tmp: Path, role: str) -> list[str]:
+    """The common command line; source and destination differ only in serial, QMP, incoming."""
+    argv = [
+        qemu, "-accel", "tcg", "-machine", "pc", "-m", str(spec.mem_mib), "-smp", "1",
+        "-display", "none", "-monitor", "none", "-nodefaults", "-no-user-config",
+        "-serial", f"file:{tmp / (role + '.serial')}",
+        "-qmp", f"unix:{tmp / (role + '.qmp')},server=on,wait=off",
+        "-kernel", str(guest), "-append", spec.append(),
+    ]  # fmt: skip
+    if role == "src" and spec.trace_events:
+        for event in spec.trace_events:
+            argv += ["-trace", f"enable={event}"]
+        argv += ["-D", str(tmp / "trace.log"), "-msg", "timestamp=on"]
+    return argv
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def _wait_for_guest(src: Qemu, serial: SerialLog, spec: RunSpec, timeout: float) -> None:
+    """Until the guest has booted and reported for warmup_s; fine polling stamps the lines."""
+    deadline = time.monotonic() + timeout
+    first: float | None = None
+    while time.monotonic() < deadline:
+        src.check_alive()
+        serial.read()
+        if serial.fault:
+            raise MigrationError(f"guest fault: see {serial.path}")
+        if serial.lines and first is None:
+            first = time.monotonic()
+        if first is not None and time.monotonic() - first >= spec.warmup_s:
+            return
+        time.sleep(0.002)
+    raise MigrationError(f"guest did not report within {timeout:.0f} s ({serial.path})")
+
+
+def _configure(src: Qemu, spec: RunSpec) -> None:
+    caps = [
+        {"capability": "events", "state": True},
+        {"capability": "auto-converge", "state": bool(spec.auto_converge)},
+    ]
+    src.qmp.execute("migrate-set-capabilities", {"capabilities": caps})
+    params: dict[str, Any] = {
+        "max-bandwidth": int(spec.max_bandwidth),
+        "downtime-limit": int(spec.downtime_limit_ms),
+    }
+    if spec.auto_converge:
+        params.update(
+            {
+                "cpu-throttle-initial": spec.cpu_throttle_initial,
+                "cpu-throttle-increment": spec.cpu_throttle_increment,
+                "max-cpu-throttle": spec.max_cpu_throttle,
+                "throttle-trigger-threshold": spec.throttle_trigger_threshold,
+            }
+        )
+    src.qmp.execute("migrate-set-parameters", params)
+
+
+def run_migration(
+    spec: RunSpec,
+    *,
+    cache_dir: str | Path | None = None,
+    workdir: str | Path | None = None,
+    keep_temp: bool = False,
+    boot_timeout: float = 30.0,
+) -> RunResult:
+    """Carry out one migration as :class:`RunSpec` says and return what was recorded."""
+    qemu = find_qemu()
+    guest = build_guest(cache_dir)
+    tmp = Path(tempfile.mkdtemp(prefix="pcs-", dir=workdir))
+    procs: list[Qemu] = []
+    try:
+        uri = spec.uri
+        if not uri:
+            port = free_port()
+            uri = f"tcp:127.0.0.1:{port}"
+            dst_argv = qemu_argv(qemu, spec, guest, tmp, "dst")
+            dst_argv += ["-incoming", uri]
+            procs.append(Qemu("dst", dst_argv, tmp))
+        src = Qemu("src", qemu_argv(qemu, spec, guest, tmp, "src"), tmp)
+        procs.append(src)
+        for p in procs:
+            try:
+                p.qmp.connect(timeout=15.0)
+            except (TimeoutError, ConnectionError) as exc:
+                p.check_alive()
+                raise MigrationError(f"{p.role}: {exc}") from exc
+        version = src.qmp.execute("query-version")
+        serial = SerialLog(tmp / "src.serial")
+        _wait_for_guest(src, serial, spec, boot_timeout)
+        _configure(src, spec)
+        return _migrate(spec, procs, src, serial, uri, version, tmp)
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        if not keep_temp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _migrate(
+    spec: RunSpec,
+    procs: list[Qemu],
+    src: Qemu,
+    serial: SerialLog,
+    uri: str,
+    version: dict[str, Any],
+    tmp: Path,
+) -> RunResult:
+    samples: list[dict[str, Any]] = []
+    samples_raw: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    last_active: dict[str, Any] | None = None
+    reply: dict[str, Any] = {}
+    cancelled_at: float | None = None
+    t_migrate = time.time()
+    src.qmp.execute("migrate", {"uri": uri})
+    cap = t_migrate + spec.time_cap_s
+    next_poll = t_migrate + POLL_S
+    hard_deadline = cap + 120.0
+    while True:
+        now = time.time()
+        wake = min(next_poll, cap) if cancelled_at is None else next_poll
+        if wake > now:
+            time.sleep(wake - now)
+        src.check_alive()  # the destination exits by itself after a cancel
+        sent = time.time()
+        reply = src.qmp.execute("query-migrate", timeout=60.0)
+        got = time.time()
+        serial.read()
+        events.extend(src.qmp.poll_events())
+        row = {"t_ms": (sent - t_migrate) * 1000.0, "poll_ms": (got - sent) * 1000.0}
+        row.update(flatten(reply))
+        samples.append(row)
+        samples_raw.append(reply)
+        status = reply.get("status")
+        if status == "active":
+            last_active = reply
+        if status in TERMINAL:
+            break
+        if cancelled_at is None and got >= cap:
+            cancelled_at = got
+            with contextlib.suppress(QMPError):
+                src.qmp.execute("migrate_cancel")
+        if got > hard_deadline:
+            raise MigrationError(f"migration still {status!r} {got - t_migrate:.0f} s after start")
+        next_poll = max(next_poll + POLL_S, time.time() + 0.001)
+    if reply.get("status") == "completed":
+        reply = _settled(src, reply, samples, t_migrate)
+    t_end = time.time()
+    events.extend(src.qmp.poll_events())
+    final_status = reply.get("status")
+    final = reply if final_status != "cancelled" or last_active is None else last_active
+    dst_status = None
+    if final_status == "completed" and len(procs) == 2:
+        with contextlib.suppress(QMPError, TimeoutError):
+            dst_status = procs[0].qmp.execute("query-status").get("status")
+    serial.read()
+    guest = serial.frame()
+    info = _derive(spec, serial, guest, t_migrate, t_end, events, version, final_status)
+    info["dst_status"] = dst_status
+    throttle = [x.get("cpu-throttle-percentage", 0) for x in [*samples_raw, reply]]
+    info["max_throttle_pct"] = max(throttle)
+    info["cancelled"] = cancelled_at is not None
+    info["uri_kind"] = uri.split(":", 1)[0]
+    trace = None
+    if spec.trace_events and (tmp / "trace.log").exists():
+        rows = [parse_trace_line(x) for x in (tmp / "trace.log").read_text().splitlines()]
+        trace = pd.DataFrame([r for r in rows if r is not None])
+        if not trace.empty:
+            trace["t_ms"] = (trace["wall_s"] - t_migrate) * 1000.0
+    if uri.startswith("exec:cat >"):
+        target = Path(uri.split(">", 1)[1].strip())
+        info["stream_bytes"] = target.stat().st_size if target.exists() else None
+    guest = guest.assign(t_ms=(guest["t_us"] / 1e6 + info["guest_clock_offset_s"] - t_migrate)
+                         * 1000.0)  # fmt: skip
+    return RunResult(
+        spec=spec,
+        samples=pd.DataFrame(samples),
+        events=_events_frame(events, t_migrate),
+        final=flatten(final),
+        guest=guest,
+        info=info,
+        trace=trace,
+    )
+
+
+def _settled(
+    src: Qemu, reply: dict[str, Any], samples: list[dict[str, Any]], t_migrate: float
+) -> dict[str, Any]:
+    """Re-poll until a completed reply carries its times.
+
+    QEMU 7.2 sets the state to ``completed`` before ``migration_calculate_complete`` fills in
+    total-time and downtime, so a poll in between reads zeros.
+    """
+    deadline = time.monotonic() + 5.0
+    while not reply.get("total-time") and time.monotonic() < deadline:
+        time.sleep(0.005)
+        sent = time.time()
+        reply = src.qmp.execute("query-migrate", timeout=10.0)
+        row = {"t_ms": (sent - t_migrate) * 1000.0, "poll_ms": (time.time() - sent) * 1000.0}
+        row.update(flatten(reply))
+        samples.append(row)
+    if not reply.get("total-time"):
+        raise MigrationError("completed migration never reported its total-time")
+    return reply
+
+
+def _events_frame(events: list[dict[str, Any]], t_migrate: float) -> pd.DataFrame:
+    rows = []
+    for e in events:
+        data = e.get("data", {})
+        rows.append(
+            {
+                "event": e["event"],
+                "wall_s": event_time(e),
+                "t_ms": (event_time(e) - t_migrate) * 1000.0,
+                "pass": data.get("pass"),
+                "status": data.get("status"),
+                "data": json.dumps(data),
+            }
+        )
+    cols = ["event", "wall_s", "t_ms", "pass", "status", "data"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _derive(
+    spec: RunSpec,
+    serial: SerialLog,
+    guest: pd.DataFrame,
+    t_migrate: float,
+    t_end: float,
+    events: list[dict[str, Any]],
+    version: dict[str, Any],
+    final_status: Any,
+) -> dict[str, Any]:
+    """Version, the guest clock mapping, ring phase at migrate, achieved write rates."""
+    q = version.get("qemu", {})
+    info: dict[str, Any] = {
+        "qemu_version": f"{q.get('major')}.{q.get('minor')}.{q.get('micro')}",
+        "qemu_package": version.get("package", ""),
+        "final_status": final_status,
+        "migrate_wall_s": t_migrate,
+        "end_wall_s": t_end,
+        "boot": json.dumps(serial.boot or {}),
+    }
+    setup = [e for e in events if e["event"] == "MIGRATION" and e["data"]["status"] == "setup"]
+    info["setup_event_ms"] = (event_time(setup[0]) - t_migrate) * 1000.0 if setup else None
+    offset = guest_clock_offset(guest)
+    info["guest_clock_offset_s"] = offset
+    ws_pages = (serial.boot or {}).get("ws_pages", 0)
+    info["ws_pages"] = ws_pages
+    info["tsc_khz"] = (serial.boot or {}).get("tsc_khz")
+    if guest.empty or not np.isfinite(offset):
+        return info
+    g_m = (t_migrate - offset) * 1e6
+    stop = [e for e in events if e["event"] == "MIGRATION" and e["data"]["status"] in TERMINAL]
+    stop_wall = event_time(stop[0]) if stop else t_end
+    g_e = (stop_wall - offset) * 1e6
+    w_m, pos_m = writes_at(guest, g_m)
+    info["writes_at_migrate"] = w_m
+    info["ring_pos_at_migrate"] = pos_m % ws_pages if ws_pages else 0.0
+    info["ring_phase_at_migrate"] = info["ring_pos_at_migrate"] / ws_pages if ws_pages else 0.0
+    before = guest[guest["t_us"] <= g_m]
+    if len(before) >= 2:
+        dt = (before["t_us"].iloc[-1] - before["t_us"].iloc[0]) / 1e6
+        info["rate_before_migrate"] = (before["writes"].iloc[-1] - before["writes"].iloc[0]) / dt
+    during = guest[(guest["t_us"] >= g_m) & (guest["t_us"] <= g_e)]
+    if len(during) >= 2:
+        dt = (during["t_us"].iloc[-1] - during["t_us"].iloc[0]) / 1e6
+        info["rate_during_migration"] = (during["writes"].iloc[-1] - during["writes"].iloc[0]) / dt
+    return info
