@@ -1,0 +1,34 @@
+# precopy-sweep: a parameter sweep of QEMU pre-copy live migration.
+# Usage: docs/pipeline.md.  Config: config/config.yaml, described in config/README.md.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+# Shape and types first (unknown keys, ranges written wrongly), then every value with its
+# unit, ranges and relations: load_grid builds the whole grid before any job runs.
+validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+
+
+GRID = load_grid(config)
+
+
+include: "workflow/rules/grid.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/collect.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_targets(),

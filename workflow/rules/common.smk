@@ -1,0 +1,83 @@
+# Helpers shared by the rules (no rules here, as `snakemake --lint` asks).
+# The logic lives in the package: sweep.grid (config -> grid), sweep.pipeline (the steps).
+
+from snakemake.exceptions import WorkflowError
+
+try:
+    from sweep import ParameterError
+    from sweep import grid as sweep_grid
+    from sweep import io as sweep_io
+    from sweep.pipeline import chunk_name
+except ImportError as error:
+    raise WorkflowError(
+        f"cannot import the sweep package ({error}); install it first: "
+        "`make run` does, or `pip install -r requirements.txt -e .`"
+    ) from error
+
+
+# More targets for the default run; a rule file included after this one appends its own,
+# e.g. the report's figures, with  EXTRA_TARGETS.extend([...])
+EXTRA_TARGETS = []
+
+
+def load_grid(config):
+    """Build and check the whole grid now, so a bad value fails before any job runs."""
+    try:
+        return sweep_grid.build(config)
+    except ParameterError as error:
+        raise WorkflowError(f"bad sweep config: {error}") from None
+
+
+def chunks(grid):
+    """Chunk numbers as they appear in file names: 00000, 00001, ..."""
+    return [chunk_name(i) for i in range(grid.plan.n_chunks)]
+
+
+def chunk_files(grid, kind):
+    """The per-chunk files of one kind (summary or iterations), in chunk order."""
+    return expand(
+        "results/chunks/chunk-{chunk}.{kind}.parquet", chunk=chunks(grid), kind=kind
+    )
+
+
+def chunk_digest(wildcards):
+    """What chunk `wildcards.chunk` holds: a digest of its scenario ids (each a hash of the
+    scenario's parameters).  As a `params:` value it makes the chunk rerun exactly when its
+    scenarios change."""
+    return GRID.digests[int(wildcards.chunk)]
+
+
+def chunk_scenarios(wildcards):
+    """How many scenarios chunk `wildcards.chunk` holds."""
+    start, stop = GRID.plan.chunk_range(int(wildcards.chunk))
+    return stop - start
+
+
+def simulate_mem_mb(wildcards):
+    """About 10 kB per scenario over a 400 MB interpreter (numpy, pandas, pyarrow)."""
+    return 400 + chunk_scenarios(wildcards) // 100
+
+
+def simulate_runtime(wildcards):
+    """Minutes: the engine runs 10-30k scenarios per second; leave a wide margin."""
+    return 5 + chunk_scenarios(wildcards) // 20_000
+
+
+def whole_grid_mem_mb(wildcards):
+    """The grid and collect steps hold every scenario: about 2 kB each."""
+    return 500 + GRID.plan.size // 500
+
+
+def whole_grid_runtime(wildcards):
+    return 5 + GRID.plan.size // 100_000
+
+
+def final_targets():
+    """What `snakemake` builds by default: the grid, the results, and EXTRA_TARGETS."""
+    return [
+        "results/grid.parquet",
+        "results/summary.parquet",
+        "results/iterations",
+        "results/manifest.json",
+        *EXTRA_TARGETS,
+    ]
