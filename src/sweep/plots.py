@@ -205,9 +205,12 @@ BW = "precopy_bandwidth_bytes_per_s"  # what pre-copy can use: min(link, max_ban
 DR = "dirty_rate_pages_per_s"
 DL = "downtime_limit_ms"
 RATIO = "dirty_ratio"  # dirty rate x page size / pre-copy bandwidth (lambda of the literature)
+AID = "convergence_aid"  # none | auto-converge | dirty-limit (QEMU refuses both at once)
+AID_COLUMNS = ("auto_converge", "dirty_limit")
 PARAM_COLUMNS = tuple(p.column for p in PARAMETERS)
 #: Row-facet candidates, most telling first (auto-converge changes convergence the most).
 ROW_PRIORITY = (
+    AID,
     "auto_converge",
     "dirty_limit",
     "write_pattern",
@@ -233,6 +236,12 @@ def derive(summary: pd.DataFrame) -> pd.DataFrame:
     df[BW] = bw
     page = df["page_size_bytes"].to_numpy(dtype=float) if "page_size_bytes" in df else 4096.0
     df[RATIO] = df[DR].to_numpy(dtype=float) * page / bw
+    if all(c in df for c in AID_COLUMNS):
+        ac = df["auto_converge"].to_numpy(dtype=bool)
+        dlim = df["dirty_limit"].to_numpy(dtype=bool)
+        codes = np.where(ac, 1, np.where(dlim, 2, 0))
+        df[AID] = pd.Categorical.from_codes(codes, ["none", "auto-converge", "dirty-limit"])
+        df[AID] = df[AID].cat.remove_unused_categories()
     return df
 
 
@@ -261,6 +270,10 @@ def other_axes(df: pd.DataFrame) -> list[str]:
     for c in varying_axes(df):
         if c in (DR, DL, "max_bandwidth_bytes_per_s", "link_bandwidth_bytes_per_s"):
             continue
+        if c in AID_COLUMNS and AID in df:
+            if AID not in out:
+                out.append(AID)  # the two capabilities as one axis
+            continue
         out.append(c)
     link = "link_bandwidth_bytes_per_s"
     # with max_bandwidth capping pre-copy the link still sets the final copy's speed
@@ -286,6 +299,8 @@ def axis_name(column: str) -> str:
     """Short human name of a parameter column ('ram_size_bytes' -> 'ram_size')."""
     if column == BW:
         return "pre-copy bandwidth"
+    if column == AID:
+        return "convergence aid"
     param = by_name_or_none(column)
     return param.name if param else column
 
@@ -342,7 +357,7 @@ def pooled_note(df: pd.DataFrame, shown: Sequence[str]) -> str:
     for c in other_axes(df):
         if c in shown:
             continue
-        values = sorted(df[c].dropna().unique().tolist(), key=_sort_key)
+        values = _levels(df[c])
         if len(values) <= 3:
             text = ", ".join(fmt_value(c, v) for v in values)
         else:
@@ -361,6 +376,11 @@ def _sort_key(v: object) -> tuple:
 
 
 def _levels(series: pd.Series) -> list:
+    """Distinct values in reading order: numbers ascending, versions by number, the
+    convergence aid in its category order."""
+    if series.name == AID and isinstance(series.dtype, pd.CategoricalDtype):
+        present = set(series.dropna().unique().tolist())
+        return [c for c in series.cat.categories if c in present]
     return sorted(series.dropna().unique().tolist(), key=_sort_key)
 
 
@@ -381,10 +401,10 @@ def _short(style: FigStyle, long: str, short: str) -> str:
 
 
 def _legend_cols(style: FigStyle, n: int) -> int:
-    """Legend columns that fit the figure width."""
-    return max(
-        1, min(n, 1 if style.name == "onecol" and n > 3 else (2 if style.name == "onecol" else 5))
-    )
+    """Legend columns that fit the figure width (at most 4, and 1-2 in one column)."""
+    if style.name == "onecol":
+        return 1 if n > 3 else max(1, min(n, 2))
+    return max(1, min(n, 4))
 
 
 def _add_note(fig: Figure, style: FigStyle, note: str) -> None:
@@ -466,7 +486,10 @@ def _heatmap_grid(
     axes = fig.subplots(len(rows), ncols, squeeze=False, sharex=True, sharey=True)
     xe, ye = np.arange(nx + 1), np.arange(ny + 1)
     mesh = None
-    annotate = style.annotate_cells and nx * ny <= style.annotate_cells
+    # write values into cells only when they fit: few cells and about 3 characters wide
+    cell_pt = panel_w / max(nx, 1) * 72
+    fits = cell_pt >= style.font_pt * 0.68 * 2.4 and panel_h / max(ny, 1) * 72 >= style.font_pt
+    annotate = style.annotate_cells and nx * ny <= style.annotate_cells and fits
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             ax = axes[i, j]
@@ -507,7 +530,7 @@ def _heatmap_grid(
             if row_title is not None and j == ncols - 1:
                 ax.yaxis.set_label_position("right")
                 ax.set_ylabel(row_title(r), rotation=270, labelpad=11)
-    label_in = style.font_pt * 0.88 * 1.5 / 72  # one tick label's height, with a gap
+    label_in = style.font_pt * 0.88 * 1.3 / 72  # one tick label's height, with a gap
     most_x = max(2, int(panel_w / label_in))
     most_y = max(2, int(panel_h / label_in))
     xi, yi = _thin(nx, most_x), _thin(ny, most_y)
@@ -524,6 +547,10 @@ def _heatmap_grid(
         if cbar_ticks is not None:
             cbar.set_ticks(cbar_ticks, labels=cbar_ticklabels)
             cbar.minorticks_off()
+        elif isinstance(norm, mcolors.LogNorm):
+            cbar.ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 3.0)))
+            cbar.ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            cbar.ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     if legend:
         # above the panels: the shared x label owns the space below them
         fig.legend(handles=list(legend), loc="outside upper center",
@@ -540,9 +567,22 @@ def _facets(df: pd.DataFrame, style: FigStyle) -> tuple[str | None, list, list]:
 
 
 def _row_title(row: str | None) -> callable | None:
+    """Short facet titles: the convergence aid by its name alone ("no aid", "auto-converge")."""
     if row is None:
         return None
-    return lambda r: f"{axis_name(row)}: {fmt_value(row, r)}"
+    if row == AID:
+        return lambda r: "no aid" if r == "none" else str(r)
+    return lambda r: f"{axis_name(row)} {fmt_value(row, r)}"
+
+
+def dirty_axis(df: pd.DataFrame) -> tuple[str, callable]:
+    """(label, tick formatter) for dirty-rate axes: MB/s (decimal, as configs write rates)
+    when every scenario has the same page size, else pages/s."""
+    pages = df["page_size_bytes"].unique() if "page_size_bytes" in df else np.array([4096])
+    if len(pages) == 1:
+        page = float(pages[0])
+        return "guest dirty rate (MB/s)", lambda v: f"{v * page / 1e6:.4g}"
+    return "guest dirty rate (pages/s)", fmt_count
 
 
 def _limits_note(df: pd.DataFrame, cols: list) -> str:
@@ -569,6 +609,7 @@ def phase_map(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figure:
         .reset_index()
     )
     xlev, ylev = _levels(df[DR]), _levels(df[BW])
+    dirty_label, dirty_fmt = dirty_axis(df)
     panels = {}
     for (r, c), part in _panel_groups(agg, row):
         values, missing = _cell_tables(part, "time_s", BW, DR, ylev, xlev)
@@ -588,8 +629,8 @@ def phase_map(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figure:
     fig = _heatmap_grid(
         panels, rows, cols, xlev, ylev, style=style,
         cmap=plt.get_cmap(SEQUENTIAL), norm=mcolors.LogNorm(vmin, vmax),
-        xlabel="guest dirty rate (pages/s)", ylabel="pre-copy bandwidth (Gbit/s)",
-        xfmt=fmt_count, yfmt=fmt_bitrate, col_title=lambda c: f"limit {fmt_ms(c)}",
+        xlabel=dirty_label, ylabel="pre-copy bandwidth (Gbit/s)",
+        xfmt=dirty_fmt, yfmt=fmt_bitrate, col_title=lambda c: f"limit {fmt_ms(c)}",
         row_title=_row_title(row), cbar_label="total migration time (s), median of converged",
         legend=legend,
     )  # fmt: skip
@@ -629,6 +670,7 @@ def violation_share(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figu
         .reset_index()
     )
     xlev, ylev = _levels(df[DR]), _levels(df[BW])
+    dirty_label, dirty_fmt = dirty_axis(df)
     panels = {}
     for (r, c), part in _panel_groups(agg, row):
         values, missing = _cell_tables(part, "share", BW, DR, ylev, xlev)
@@ -641,8 +683,8 @@ def violation_share(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figu
     fig = _heatmap_grid(
         panels, rows, cols, xlev, ylev, style=style,
         cmap=sns.color_palette("rocket_r", as_cmap=True), norm=mcolors.Normalize(0, 1),
-        xlabel="guest dirty rate (pages/s)", ylabel="pre-copy bandwidth (Gbit/s)",
-        xfmt=fmt_count, yfmt=fmt_bitrate, col_title=lambda c: f"limit {fmt_ms(c)}",
+        xlabel=dirty_label, ylabel="pre-copy bandwidth (Gbit/s)",
+        xfmt=dirty_fmt, yfmt=fmt_bitrate, col_title=lambda c: f"limit {fmt_ms(c)}",
         row_title=_row_title(row),
         cbar_label="share of converged scenarios with downtime > limit",
         cbar_ticks=[0, 0.25, 0.5, 0.75, 1],
@@ -725,7 +767,7 @@ def syncs_vs_ratio(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figur
     wide = style.name != "onecol"
     fig = _fig(style, (0.78, 3.6), 2.4, 3.9)
     axes = fig.subplots(1, 2, sharex=True) if wide else fig.subplots(2, 1, sharex=True)
-    splits = _levels(df["_split"])
+    splits = _levels(df[split]) if split else [0]
     for ax, y, label in (
         (
             axes[0],
@@ -765,7 +807,7 @@ def syncs_vs_ratio(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figur
     handles.append(Line2D([], [], color="#666666", ls="--", lw=0.8, label="dirty rate = bandwidth"))
     if split:
         handles += [Line2D([], [], color="#555555", ls=LINESTYLES[k % 4],
-                           label=f"{axis_name(split)} {fmt_value(split, v)}")
+                           label=_row_title(split)(v))
                     for k, v in enumerate(splits)]  # fmt: skip
     fig.legend(handles=handles, loc="outside lower center", ncols=_legend_cols(style, len(handles)))
     _add_note(
@@ -813,8 +855,10 @@ def representative_scenarios(summary: pd.DataFrame, most: int = 5) -> pd.DataFra
         picks.append(int(np.flatnonzero(~conv)[0]))
     picks.append(n - 1)
     chosen = cand.iloc[sorted(set(picks))[:most]].copy()
+    dirty_label, dirty_fmt = dirty_axis(chosen)
+    unit = dirty_label[dirty_label.index("(") + 1 : -1]
     chosen["label"] = [
-        f"{fmt_count(r)} pages/s (ratio {q:.2g}), {STATUS_LABELS.get(str(s), str(s))}"
+        f"{dirty_fmt(r)} {unit} (ratio {q:.2g}), {STATUS_LABELS.get(str(s), str(s))}"
         for r, q, s in zip(chosen[DR], chosen[RATIO], chosen["status"], strict=True)
     ]
     chosen.attrs["anchor"] = {c: anchors[c] for c in anchor_axes[:k]}
@@ -944,13 +988,14 @@ def downtime_vs_limit(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Fi
 
     ax = axes[1]
     sub = df[df[RATIO] > 0]
-    lines = _quantile_lines(sub, RATIO, "_over", DL)
-    pal = sns.color_palette(SEQUENTIAL, len(limits))
-    for color, lim in zip(pal, limits, strict=True):
+    shown = _pick_levels(limits, 4)  # more lines than that are unreadable
+    lines = _quantile_lines(sub[sub[DL].isin(shown)], RATIO, "_over", DL)
+    pal = sns.color_palette(SEQUENTIAL, len(shown))
+    for color, lim in zip(pal, shown, strict=True):
         part = lines[lines[DL] == lim]
         if part.empty:
             continue
-        ax.fill_between(part[RATIO], part["q25"], part["q75"], color=color, alpha=0.15, lw=0)
+        ax.fill_between(part[RATIO], part["q25"], part["q75"], color=color, alpha=0.12, lw=0)
         ax.plot(part[RATIO], part["q50"], color=color, marker="o", ms=2.5,
                 label=f"{fmt_ms(lim)}")  # fmt: skip
     ax.set_xscale("log")
@@ -959,7 +1004,8 @@ def downtime_vs_limit(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Fi
         ax.set_ylabel("downtime / limit")
         ax.set_yscale("log")
     ax.grid(True, which="major")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, title="limit")
+    title = "limit" if len(shown) == len(limits) else f"limit ({len(shown)} of {len(limits)})"
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, title=title)
     _log_axis(axes[0].yaxis, lambda v: f"{v:g}{TIMES}")
     if not wide:
         _log_axis(axes[1].yaxis, lambda v: f"{v:g}{TIMES}")
@@ -1027,7 +1073,8 @@ def _planner_grid(
 ) -> Figure:
     """Facet columns: the row axis (see row_axis); other pooled axes take the worst case."""
     row = None
-    group_cols = [c for c in table.columns if c in PARAM_COLUMNS and c not in (DR, DL)]
+    axes = (*PARAM_COLUMNS, AID)
+    group_cols = [c for c in table.columns if c in axes and c not in (DR, DL)]
     group_cols = [c for c in group_cols if c != y and table[c].nunique() > 1]
     for c in ROW_PRIORITY:
         if c in group_cols and table[c].nunique() <= MAX_ROW_VALUES:
@@ -1046,6 +1093,7 @@ def _planner_grid(
     idx = pd.Series(np.arange(len(levels), dtype=float), index=levels)
     agg["k"] = agg["v"].map(idx)
     xlev, ylev = _levels(table[DR]), _levels(table[y])
+    dirty_label, dirty_fmt = dirty_axis(table)
     cols = _levels(agg[row]) if row else [None]
     panels = {}
     for c in cols:
@@ -1062,9 +1110,9 @@ def _planner_grid(
     ticks_idx = _thin(n, 12)
     fig = _heatmap_grid(
         panels, [0], cols, xlev, ylev, style=replace(style, max_facet_cols=len(cols)),
-        cmap=cmap, norm=norm, xlabel="guest dirty rate (pages/s)", ylabel=ylabel,
-        xfmt=fmt_count, yfmt=yfmt,
-        col_title=(lambda c: f"{axis_name(row)}: {fmt_value(row, c)}") if row else (lambda c: ""),
+        cmap=cmap, norm=norm, xlabel=dirty_label, ylabel=ylabel,
+        xfmt=dirty_fmt, yfmt=yfmt,
+        col_title=_row_title(row) if row else (lambda c: ""),
         row_title=None, cbar_label=cbar_label, cbar_ticks=list(ticks_idx),
         cbar_ticklabels=[level_fmt(levels[i]) for i in ticks_idx],
         legend=[Patch(facecolor=NEVER_COLOR, hatch=HATCH, edgecolor="#8c8c8c", lw=0.5,

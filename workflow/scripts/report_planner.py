@@ -1,0 +1,27 @@
+"""Rule report_planner: planner tables and heatmaps (sweep.report.planner)."""
+
+import importlib
+import sys
+from pathlib import Path
+
+
+def load(module: str):  # noqa: ANN201
+    """A sweep module; with --sdm conda the rule's env lacks the package, so use src/."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+        return importlib.import_module(module)
+
+
+pipeline, report = load("sweep.pipeline"), load("sweep.report")
+out = snakemake.output
+with pipeline.job(snakemake.log[0], snakemake.threads, snakemake.resources.tmpdir):
+    report.planner(
+        snakemake.input.summary,
+        downtime_table=(out.downtime_parquet, out.downtime_csv),
+        bandwidth_table=(out.bandwidth_parquet, out.bandwidth_csv),
+        downtime_figure=out.downtime_figure,
+        bandwidth_figure=out.bandwidth_figure,
+        time_cap_s=snakemake.params.time_cap_s,
+    )
