@@ -418,7 +418,7 @@ class Engine:
         while due.any():
             i = np.flatnonzero(due)
             stale = (st.sync_count[i] > 1) & (st.sync_count[i] == st.prev_sync_cnt[i])
-            self.bitmap_sync(i[stale], SYNC_TIMER, cost=False)
+            self.bitmap_sync(i[stale], SYNC_TIMER)  # charged like the reference's
             st.prev_sync_cnt[i] = st.sync_count[i]
             st.next_tick[i] += C.PERIODIC_SYNC_US
             due = st.live & (st.t >= st.next_tick)

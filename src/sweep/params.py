@@ -128,8 +128,9 @@ PARAMETERS: tuple[Param, ...] = (
     Param("nonzero_size", "nonzero_size_bytes", "size", "100%",
           "Memory holding non-zero data; the rest are zero pages, 9 bytes each on the wire.",
           minimum=0, relative_to_ram=True, dtype="int64"),
-    Param("working_set_size", "working_set_size_bytes", "size", "100%",
-          "Pages the guest writes to (part of the non-zero memory).",
+    Param("working_set_size", "working_set_size_bytes", "size", None,
+          "Pages the guest writes to (part of the non-zero memory); default: all of "
+          "nonzero_size.",
           minimum=0, relative_to_ram=True, dtype="int64"),
     Param("dirty_rate", "dirty_rate_pages_per_s", "dirty_rate", 0,
           "Guest page writes per second before throttling (a byte rate is divided by the page "
@@ -365,7 +366,9 @@ def normalize(scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataF
         given = [c for c in dict.fromkeys((param.name, param.column)) if c in frame.columns]
         if len(given) > 1:
             raise ParameterError(param.name, given, "either the name or the column, not both")
-        if not given:
+        if not given and param.default is None:  # defaults to another parameter
+            raw[param] = None
+        elif not given:
             raw[param] = pd.Series([param.default] * n, index=frame.index)
         elif frame[given[0]].isna().any():  # a scenario that leaves this parameter out
             column = frame[given[0]].astype(object)
@@ -392,12 +395,16 @@ def normalize(scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataF
             codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=False)
             parsed = np.array([parse_value(param, u) for u in uniques], dtype=object)
             return parsed[codes]
-        # shares of RAM depend on each row's ram_size
-        pairs = pd.DataFrame({"v": series.astype(object).to_numpy(), "r": ram})
-        return np.array(
-            [parse_value(param, v, r) for v, r in zip(pairs["v"], pairs["r"], strict=True)],
-            dtype=object,
-        )
+        # shares of RAM ("25%") depend on each row's ram_size; missing values stay NaN
+        codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=True)
+        values = np.full(len(series), np.nan)
+        for code, value in enumerate(uniques):
+            rows = codes == code
+            if isinstance(value, str) and value.strip().endswith("%"):
+                values[rows] = parse_value(param, value, 1.0) * ram[rows]
+            else:
+                values[rows] = parse_value(param, value)
+        return values
 
     page = canonical(by_name("page_size")).astype("float64")
     bad = ~np.isin(page, [2.0**k for k in range(10, 17)])
@@ -409,6 +416,12 @@ def normalize(scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataF
             values = page
         elif param.name == "ram_size":
             values = ram
+        elif raw[param] is None:  # working_set_size: all of the non-zero memory
+            values = out["nonzero_size_bytes"].to_numpy(dtype="float64")
+        elif param.default is None:  # given for some scenarios only
+            given = raw[param].notna().to_numpy()
+            values = out["nonzero_size_bytes"].to_numpy(dtype="float64").copy()
+            values[given] = canonical(param, ram)[given].astype("float64")
         elif param.relative_to_ram:
             values = canonical(param, ram).astype("float64")
         elif param.kind == "dirty_rate":

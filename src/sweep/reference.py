@@ -323,7 +323,9 @@ class ReferenceMigration:
         """cpu_throttle_dirty_sync_timer_tick (9.2+ with auto-converge): sync if none for 5 s."""
         while self.t >= self.next_tick:
             if self.sync_count > 1 and self.sync_count == self.prev_sync_cnt:
-                self.bitmap_sync(SYNC_TIMER, cost=False)  # runs on the main loop, not here
+                # The timer runs on the main loop but holds the BQL that the migration
+                # thread needs for its next step: charge the sync to the migration thread.
+                self.bitmap_sync(SYNC_TIMER)
             self.prev_sync_cnt = self.sync_count
             self.next_tick += C.PERIODIC_SYNC_US
 

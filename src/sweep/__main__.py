@@ -1,0 +1,7 @@
+"""``python -m sweep``: see :mod:`sweep.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

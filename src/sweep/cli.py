@@ -1,0 +1,209 @@
+"""Command line: ``python -m sweep explain ...`` and ``python -m sweep params``.
+
+``explain`` runs one scenario and prints what QEMU would do, sync by sync, then the verdict;
+when the migration does not converge it also says which downtime limit or bandwidth would
+make it converge (a small sweep around the scenario).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .api import simulate
+from .params import PARAMETERS, ParameterError
+from .units import format_bytes, format_duration_ms, format_rate
+
+__all__ = ["main"]
+
+ALIASES = {
+    "ram": "ram_size",
+    "working-set": "working_set_size",
+    "nonzero": "nonzero_size",
+    "pattern": "write_pattern",
+    "version": "qemu_version",
+}
+
+
+def _add_parameter_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("scenario parameters (units accepted; see `params`)")
+    for param in PARAMETERS:
+        flags = ["--" + param.name.replace("_", "-")]
+        flags += ["--" + a for a, target in ALIASES.items() if target == param.name]
+        extra: dict[str, Any] = {}
+        if param.kind == "bool":
+            extra = {"nargs": "?", "const": "true"}
+        group.add_argument(
+            *flags, dest=param.name, metavar=param.unit or "VALUE", help=param.doc, **extra
+        )
+    group.add_argument(
+        "--bandwidth",
+        metavar="bytes/s",
+        help="Shorthand: sets both max_bandwidth and link_bandwidth (QEMU capped at what the "
+        "link carries).",
+    )
+
+
+def _scenario(args: argparse.Namespace) -> dict[str, Any]:
+    row = {p.name: getattr(args, p.name) for p in PARAMETERS if getattr(args, p.name) is not None}
+    if args.bandwidth is not None:
+        for name in ("max_bandwidth", "link_bandwidth"):
+            if name in row:
+                raise ParameterError(
+                    "bandwidth", args.bandwidth, f"either --bandwidth or --{name}, not both"
+                )
+            row[name] = args.bandwidth
+    return row
+
+
+def _iteration_table(iterations: pd.DataFrame) -> str:
+    table = pd.DataFrame(
+        {
+            "sync": iterations["dirty_sync_count"],
+            "reason": iterations["sync_reason"].astype(str),
+            "time": [format_duration_ms(v) for v in iterations["time_ms"]],
+            "sent": [format_bytes(v) for v in iterations["transferred_bytes"]],
+            "remaining": [format_bytes(v) for v in iterations["remaining_bytes"]],
+            "new dirty pages": iterations["new_dirty_pages"],
+            "dirty rate p/s": iterations["dirty_pages_rate_pages_per_s"],
+            "bandwidth": [format_rate(v) for v in iterations["bandwidth_bytes_per_s"]],
+            "threshold": [format_bytes(v) for v in iterations["threshold_bytes"]],
+            "exp. downtime": [format_duration_ms(v) for v in iterations["expected_downtime_ms"]],
+            "throttle %": iterations["throttle_pct"],
+        }
+    )
+    return table.to_string(index=False)
+
+
+def _verdict(row: pd.Series) -> list[str]:
+    limit = row["downtime_limit_ms"]
+    if row["converged"]:
+        within = "exceeds" if row["downtime_exceeded"] else "within"
+        return [
+            f"Converged: QEMU switched over after {row['dirty_sync_count']} dirty syncs; "
+            f"total time {format_duration_ms(row['total_time_ms'])}.",
+            f"Downtime {format_duration_ms(row['downtime_ms'])} ({within} the "
+            f"{format_duration_ms(limit)} limit); {format_bytes(row['transferred_bytes'])} sent "
+            f"({format_bytes(row['downtime_bytes'])} of RAM while stopped).",
+        ]
+    why = {
+        "cancelled-time": f"cancelled at max_time ({row['max_time_s']:g} s)",
+        "cancelled-iterations": f"cancelled after more than {row['max_iterations']} syncs",
+    }[str(row["status"])]
+    return [
+        f"Did not converge: {why}; {row['dirty_sync_count']} dirty syncs, "
+        f"{format_bytes(row['transferred_bytes'])} sent.",
+        f"The dirty set never fell below the threshold of "
+        f"{format_bytes(row['threshold_bytes'])} (bandwidth x downtime limit).",
+    ]
+
+
+def _suggestions(scenario: dict[str, Any], base: pd.Series) -> list[str]:
+    """Smallest downtime limit, and smallest bandwidth, that make this scenario converge."""
+    lines = []
+    limits = np.unique(np.round(np.geomspace(max(base["downtime_limit_ms"], 1), 2_000_000, 48)))
+    trials = [{**scenario, "downtime_limit": int(v)} for v in limits]
+    summary = simulate(trials).summary
+    ok = summary[summary["converged"]]
+    if len(ok):
+        best = ok.iloc[0]
+        lines.append(
+            f"  - downtime_limit >= {format_duration_ms(best['downtime_limit_ms'])} converges "
+            f"(downtime {format_duration_ms(best['downtime_ms'])}, total "
+            f"{format_duration_ms(best['total_time_ms'])})."
+        )
+    link = base["link_bandwidth_bytes_per_s"]
+    cap = base["max_bandwidth_bytes_per_s"]
+    factors = np.geomspace(1.0, 100.0, 41)[1:]
+    trials = []
+    for f in factors:
+        trial = {**scenario, "link_bandwidth": link * f}
+        trial.pop("bandwidth", None)
+        if cap:
+            trial["max_bandwidth"] = int(cap * f)
+        trials.append(trial)
+    summary = simulate(trials).summary
+    ok = summary[summary["converged"]]
+    if len(ok):
+        best = ok.iloc[0]
+        lines.append(
+            f"  - {format_rate(best['link_bandwidth_bytes_per_s'])} link"
+            + (f" (max_bandwidth {format_rate(best['max_bandwidth_bytes_per_s'])})" if cap else "")
+            + " converges with the same downtime limit."
+        )
+    if not base["auto_converge"] and not base["dirty_limit"]:
+        summary = simulate([{**scenario, "auto_converge": True}]).summary.iloc[0]
+        verdict = "converges" if summary["converged"] else "does not converge either"
+        lines.append(
+            f"  - auto_converge on {verdict} (final throttle {summary['throttle_pct']} %)."
+        )
+    return (["What would converge (one change at a time):", *lines]) if lines else []
+
+
+def explain(args: argparse.Namespace) -> int:
+    scenario = _scenario(args)
+    result = simulate([scenario])
+    row = result.summary.iloc[0]
+    print(
+        f"Scenario: {format_bytes(row['ram_size_bytes'])} guest, "
+        f"working set {format_bytes(row['working_set_size_bytes'])} written at "
+        f"{row['dirty_rate_pages_per_s']:.6g} pages/s "
+        f"({format_rate(row['dirty_rate_pages_per_s'] * row['page_size_bytes'])}, "
+        f"{row['write_pattern']}); link {format_rate(row['link_bandwidth_bytes_per_s'])}, "
+        f"max-bandwidth "
+        + (format_rate(row["max_bandwidth_bytes_per_s"]) if row["max_bandwidth_bytes_per_s"]
+           else "unlimited")
+        + f", downtime-limit {format_duration_ms(row['downtime_limit_ms'])}, "
+        f"QEMU {row['qemu_version']} rules"
+        + (", auto-converge" if row["auto_converge"] else "")
+        + (", dirty-limit" if row["dirty_limit"] else "")
+        + "."
+    )  # fmt: skip
+    print()
+    print(_iteration_table(result.iterations))
+    print()
+    print("\n".join(_verdict(row)))
+    if not row["converged"] and not args.no_suggestions:
+        print("\n".join(_suggestions(scenario, row)))
+    return 0
+
+
+def params(_: argparse.Namespace) -> int:
+    rows = [
+        (p.name, p.unit, str(p.default), p.range_text() or ", ".join(p.choices), p.doc)
+        for p in PARAMETERS
+    ]
+    print(pd.DataFrame(rows, columns=["name", "unit", "default", "allowed", "meaning"]).to_string(
+        index=False, max_colwidth=70
+    ))  # fmt: skip
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sweep", description="QEMU pre-copy live migration model."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    one = sub.add_parser("explain", help="simulate one scenario and print its syncs and verdict")
+    _add_parameter_options(one)
+    one.add_argument(
+        "--no-suggestions", action="store_true", help="skip the what-would-converge search"
+    )
+    one.set_defaults(func=explain)
+    table = sub.add_parser("params", help="list the scenario parameters, units and defaults")
+    table.set_defaults(func=params)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ParameterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,328 @@
+"""Behaviour of the model in regimes whose answer is known independently of its code.
+
+Each expectation is derived here from the scenario (closed forms, slice arithmetic, QEMU's
+rules restated from the observable counters), never read back from a previous run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sweep
+from sweep.engine import run_chunk
+from sweep.params import normalize
+
+P = 4096
+WIRE = P + 8  # a normal page on the wire: 8-byte header + the page
+ZERO = 9  # a zero page: header + one byte
+
+
+def one(**scenario) -> sweep.Result:
+    return sweep.simulate([scenario])
+
+
+# --- an idle guest -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "max_bandwidth, link",
+    [("256MiB/s", "10Gbit/s"), (0, "1Gbit/s"), ("1GB/s", "4Gbit/s")],
+)
+def test_idle_guest_sends_nonzero_memory_once_with_three_syncs(max_bandwidth, link) -> None:
+    ram, nonzero, dev = 2 * 2**30, 3 * 2**29, 256 * 1024
+    setup, sync, stop = 10.0, 1.0, 5.0
+    r = one(
+        ram_size=ram, nonzero_size=nonzero, dirty_rate=0, max_bandwidth=max_bandwidth,
+        link_bandwidth=link, downtime_limit=300, setup_time=setup, sync_time=sync,
+        stop_time=stop, device_state_size=dev,
+    )  # fmt: skip
+    s, it = r.summary.iloc[0], r.iterations
+    assert s["status"] == "completed"
+    # setup, one exact sync when the queue falls under the threshold, the final one
+    assert it["sync_reason"].astype(str).tolist() == ["setup", "exact", "final"]
+    assert (it["new_dirty_pages"] == 0).all()
+    normal, zero = nonzero // P, (ram - nonzero) // P
+    assert s["normal_pages"] == normal and s["zero_pages"] == zero
+    wire = normal * WIRE + zero * ZERO
+    assert s["precopy_bytes"] + s["downtime_bytes"] == pytest.approx(wire, abs=2)
+    assert s["transferred_bytes"] == pytest.approx(wire + dev, abs=2)  # 10.1 counts devices
+
+    # Time: pre-copy at min(max_bandwidth, link), the rest at link speed while stopped.
+    link_rate = s["link_bandwidth_bytes_per_s"]
+    cap = s["max_bandwidth_bytes_per_s"] or math.inf
+    rate = min(cap, link_rate)
+    downtime = stop + sync + (s["downtime_bytes"] + dev) / link_rate * 1000
+    assert s["downtime_ms"] == pytest.approx(downtime, rel=1e-9)
+    precopy = (wire - s["downtime_bytes"]) / rate * 1000
+    expected = setup + precopy + sync + downtime
+    # the pre-copy ends at a 50 ms slice or 100 ms window boundary
+    assert abs(s["total_time_ms"] - expected) <= 100
+    # ... so "non-zero bytes over min(max_bandwidth, link) plus fixed costs", less the time
+    # saved by sending the last threshold's worth at link speed
+    fixed = setup + 2 * sync + stop + dev / link_rate * 1000
+    upper = wire / rate * 1000 + fixed
+    lower = (wire - s["threshold_bytes"]) / rate * 1000 + s["threshold_bytes"] / link_rate * 1000
+    assert lower - 100 <= s["total_time_ms"] <= upper + 100
+
+
+# --- the geometric regime ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ram_gib, link, limit, lam",
+    [(16, 1.25e9, 100, 0.1), (16, 1.25e9, 100, 0.2), (64, 1.25e9, 50, 0.3)],
+)
+def test_converging_case_follows_the_geometric_closed_form(ram_gib, link, limit, lam) -> None:
+    """Clark et al. / Liu et al.: V_i = V_mem * lambda**i, stop when V_n <= R * T_dl.
+
+    The regime where the closed form holds: no writable-working-set floor (a sequential
+    writer over all of RAM dirties exactly D * t pages), a threshold far below RAM (so the
+    pages left under the threshold and the writes they absorb are negligible), no fixed costs.
+    """
+    ram = ram_gib * 2**30
+    R = link * P / WIRE  # pre-copy throughput in bytes of RAM per second
+    r = one(
+        ram_size=ram, link_bandwidth=link, max_bandwidth=0, dirty_rate=lam * R / P,
+        write_pattern="sequential", downtime_limit=limit, setup_time=0, sync_time=0,
+        stop_time=0, device_state_size=0, max_time="1h",
+    )  # fmt: skip
+    s = r.summary.iloc[0]
+    v_thd = R * limit / 1000
+    n = math.ceil(math.log(v_thd / ram) / math.log(lam))
+    v_mig = ram * (1 - lam ** (n + 1)) / (1 - lam)
+    assert s["converged"]
+    assert s["total_time_ms"] == pytest.approx(v_mig / R * 1000, rel=0.01)
+    assert s["transferred_bytes"] == pytest.approx(v_mig * WIRE / P, rel=0.01)
+    # n pre-copy rounds: setup + n exact syncs + final; QEMU's carry-over of the pages left
+    # under the threshold can add one more round.
+    assert n + 2 <= s["dirty_sync_count"] <= n + 3
+
+
+# --- a migration that cannot converge ------------------------------------------------------------
+
+
+def test_non_converging_guest_is_cancelled_at_the_time_cap_after_the_right_syncs() -> None:
+    """A 1 GiB guest rewriting all its memory far faster than a 1 Gbit/s link sends it.
+
+    Slice arithmetic: each 50 ms slice sends 6.25 MB = 6.25e6 / 4104 pages; the threshold is
+    125000 B/ms x 300 ms; a pass starts with every page queued and syncs at the first slice
+    boundary where fewer than threshold / 4096 pages are left; the sync re-queues the whole
+    working set.  So syncs fall every j slices, and the manager cancels at 60 s.
+    """
+    link, limit, cap_s = 125e6, 300, 60
+    r = one(
+        ram_size="1GiB", dirty_rate=1e6, write_pattern="sequential", link_bandwidth=link,
+        max_bandwidth=0, downtime_limit=limit, setup_time=0, sync_time=0, stop_time=0,
+        max_time=cap_s, max_iterations=0,
+    )  # fmt: skip
+    pages = 2**30 // P
+    slice_pages = link * 0.050 / WIRE
+    threshold_pages = link / 1000 * limit / P
+    j = math.floor((pages - threshold_pages) / slice_pages) + 1  # slices per pass
+    pass_ms = j * 50
+    syncs = [0.0] + [k * pass_ms for k in range(1, 100) if k * pass_ms < cap_s * 1000]
+    s, it = r.summary.iloc[0], r.iterations
+    assert s["status"] == "cancelled-time" and not s["converged"]
+    assert pd.isna(s["downtime_ms"]) and pd.isna(s["downtime_exceeded"])
+    assert s["total_time_ms"] == cap_s * 1000
+    assert s["dirty_sync_count"] == len(syncs)
+    assert it["time_ms"].tolist() == pytest.approx(syncs)
+    assert (it["remaining_bytes"].iloc[1:] == 2**30).all()  # the working set, every time
+
+
+def test_iteration_cap_cancels_after_more_than_max_iterations_syncs() -> None:
+    r = one(ram_size="1GiB", dirty_rate=1e6, link_bandwidth="1Gbit/s", max_bandwidth=0,
+            max_iterations=5, max_time="1h")  # fmt: skip
+    s = r.summary.iloc[0]
+    assert s["status"] == "cancelled-iterations"
+    assert s["dirty_sync_count"] == 6
+
+
+# --- auto-converge -------------------------------------------------------------------------------
+
+
+def expected_throttle(it: pd.DataFrame, initial=20, step=10, ceiling=99, trigger=50) -> list:
+    """QEMU's rule restated on the observable counters of the iterations table.
+
+    A sync closes a rate period when it comes more than 1 s after the last one that did;
+    the period counts if the pages newly dirtied in it exceed `trigger` % of the bytes sent
+    in it; every second counting period raises the throttle (20, then +10).
+    """
+    throttle, count, start, dirty, sent, out = 0, 0, None, 0, 0, []
+    for row in it.itertuples():
+        dirty += row.new_dirty_pages * P
+        sent += row.transferred_since_prev_bytes
+        if start is None:  # setup
+            start, dirty, sent = row.time_ms, 0, 0
+        elif row.time_ms > start + 1000:
+            if dirty > sent * trigger / 100:
+                count += 1
+                if count >= 2:
+                    count = 0
+                    throttle = initial if throttle == 0 else min(throttle + step, ceiling)
+            start, dirty, sent = row.time_ms, 0, 0
+        out.append(throttle)
+    return out
+
+
+def test_auto_converge_throttles_20_30_40_at_every_second_qualifying_period() -> None:
+    r = one(ram_size="4GiB", dirty_rate="200MB/s", link_bandwidth="1Gbit/s", max_bandwidth=0,
+            auto_converge=True, qemu_version="7.2", max_time="900s", max_iterations=0)  # fmt: skip
+    it = r.iterations
+    throttle = it["throttle_pct"].tolist()
+    assert throttle == expected_throttle(it)
+    steps = [v for k, v in enumerate(throttle) if k == 0 or v != throttle[k - 1]]
+    assert steps[:6] == [0, 20, 30, 40, 50, 60]
+    # each step lands on its own sync, two qualifying syncs apart
+    raised = [k for k in range(1, len(throttle)) if throttle[k] != throttle[k - 1]]
+    assert np.diff(raised[:5]).tolist() == [2, 2, 2, 2]
+    s = r.summary.iloc[0]
+    assert s["converged"] and s["throttle_pct"] == throttle[-1] >= 60
+
+
+def test_auto_converge_makes_a_hopeless_migration_converge() -> None:
+    base = dict(ram_size="4GiB", dirty_rate="400MB/s", link_bandwidth="1Gbit/s",
+                max_bandwidth=0, max_time="1h", max_iterations=0)  # fmt: skip
+    r = sweep.simulate([base, {**base, "auto_converge": True}]).summary
+    assert r["status"].astype(str).tolist() == ["cancelled-time", "completed"]
+
+
+def test_tailslow_and_ceiling_bound_the_throttle() -> None:
+    r = one(ram_size="4GiB", dirty_rate="2GB/s", link_bandwidth="1Gbit/s", max_bandwidth=0,
+            auto_converge=True, max_cpu_throttle=45, cpu_throttle_increment=20,
+            qemu_version="7.2", max_time="1h", max_iterations=0)  # fmt: skip
+    throttle = r.iterations["throttle_pct"]
+    assert throttle.max() == 45
+    assert sorted(set(throttle)) == [0, 20, 40, 45]
+
+
+def test_periodic_sync_timer_only_from_9_2() -> None:
+    base = dict(ram_size="8GiB", dirty_rate="200MB/s", link_bandwidth="1Gbit/s",
+                max_bandwidth=0, auto_converge=True, max_time="120s", max_iterations=0)  # fmt: skip
+    r = sweep.simulate([{**base, "qemu_version": v} for v in ("9.1", "9.2")])
+    reasons = r.iterations.groupby("scenario_id", sort=False)["sync_reason"].apply(
+        lambda s: set(s.astype(str))
+    )
+    ids = r.summary["scenario_id"]
+    assert "timer" not in reasons[ids[0]] and "timer" in reasons[ids[1]]
+    timer = r.iterations[r.iterations["sync_reason"] == "timer"]["time_ms"].to_numpy()
+    # ticks every 5 s of the timer; a sync is due only if none happened since the last tick
+    assert (np.diff(timer) >= 5000 - 1).all()
+
+
+# --- version rules -------------------------------------------------------------------------------
+
+
+def test_switchover_rule_at_pending_equal_to_threshold_differs_between_72_and_101() -> None:
+    """1000 pages, all rewritten between syncs; max-bandwidth makes the threshold exactly
+    40960000 B/s / 10 per 100 ms window x 100 ms / 100 ms = 4096000 B = 1000 pages.
+
+    At every exact sync pending == threshold: 7.2 to 10.0 need pending < threshold and never
+    switch over; 10.1 switches over at pending <= threshold, right at the first exact sync.
+    """
+    base = dict(ram_size=1000 * P, dirty_rate=1e6, write_pattern="sequential",
+                max_bandwidth=40_960_000, link_bandwidth="10Gbit/s", downtime_limit=100,
+                max_time="5s", max_iterations=0)  # fmt: skip
+    versions = ["7.2", "8.2", "9.0", "10.0", "10.1", "11.0"]
+    r = sweep.simulate([{**base, "qemu_version": v} for v in versions])
+    s = r.summary.set_index(r.summary["qemu_version"].astype(str))
+    exact = r.iterations[r.iterations["sync_reason"] == "exact"]
+    assert (exact["remaining_bytes"] == 4_096_000).all()
+    assert (exact["threshold_bytes"] == 4_096_000).all()
+    for v in ("7.2", "8.2", "9.0", "10.0"):
+        assert s.loc[v, "status"] == "cancelled-time", v
+    for v in ("10.1", "11.0"):
+        assert s.loc[v, "status"] == "completed" and s.loc[v, "dirty_sync_count"] == 3, v
+    # one more millisecond of downtime limit puts pending below the threshold: all converge
+    r = sweep.simulate([{**base, "qemu_version": v, "downtime_limit": 101} for v in versions])
+    assert r.summary["converged"].all()
+
+
+def test_switchover_bandwidth_replaces_the_measured_estimate() -> None:
+    """The use case of avail-switchover-bandwidth: pre-copy is capped at 1 Gbit/s, so the
+    measured bandwidth sets a threshold of 37.5 MB that a 256 MiB working set never gets
+    under, although the 10 Gbit/s link would send it within the downtime limit."""
+    base = dict(ram_size="4GiB", working_set_size="256MiB", dirty_rate="200MB/s",
+                link_bandwidth="10Gbit/s", max_bandwidth="1Gbit/s", max_time="600s")  # fmt: skip
+    r = sweep.simulate([base, {**base, "switchover_bandwidth": "10Gbit/s"}])
+    s = r.summary
+    assert not s.loc[0, "converged"] and s.loc[1, "converged"]
+    assert s.loc[0, "threshold_bytes"] == 125e6 / 1000 * 300
+    assert s.loc[1, "threshold_bytes"] == 1.25e9 / 1000 * 300
+    # the final copy is at most a threshold's worth at the link rate, plus the fixed costs
+    fixed = s.loc[1, "stop_time_ms"] + s.loc[1, "sync_time_ms"] + 256 * 1024 / 1.25e9 * 1000
+    assert 200 < s.loc[1, "downtime_ms"] <= 300 + fixed
+
+
+# --- invariants over many scenarios --------------------------------------------------------------
+
+
+def broad_grid() -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    n = 3000
+    ram = rng.integers(256, 2**20, n) * P
+    nonzero = (ram * rng.uniform(0, 1, n) // P) * P
+    return pd.DataFrame(
+        {
+            "ram_size": ram,
+            "nonzero_size": nonzero,
+            "working_set_size": (nonzero * rng.uniform(0, 1, n) // P) * P,
+            "dirty_rate": np.where(rng.uniform(size=n) < 0.1, 0, 10 ** rng.uniform(1, 6.5, n)),
+            "write_pattern": rng.choice(["uniform", "sequential"], n),
+            "max_bandwidth": np.where(rng.uniform(size=n) < 0.5, 0, 10 ** rng.uniform(6, 10, n)),
+            "link_bandwidth": 10 ** rng.uniform(7, 10.2, n),
+            "downtime_limit": rng.integers(0, 3000, n),
+            "qemu_version": rng.choice(["7.2", "8.2", "9.0", "9.2", "10.1"], n),
+            "auto_converge": rng.uniform(size=n) < 0.3,
+            "sync_time": rng.uniform(0.1, 5, n).round(3),
+            "stop_time": rng.uniform(0.1, 20, n).round(3),
+            "max_time": rng.uniform(1, 200, n).round(3),
+            "max_iterations": rng.integers(0, 50, n),
+        }
+    )
+
+
+def test_invariants_hold_for_every_scenario() -> None:
+    grid = broad_grid()
+    frame = normalize(grid)
+    raw = run_chunk(frame, record_samples=True)
+    s = raw.summary
+    # every scenario ends, with a known status
+    assert set(np.unique(s["status"])) <= {1, 2, 3}
+    assert np.isfinite(s["total_time_ms"]).all()
+    completed = s["status"] == 1
+    dev = frame["device_state_size_bytes"].to_numpy()
+    page = frame["page_size_bytes"].to_numpy()
+    # bytes are conserved: pages sent x their wire cost = RAM bytes sent
+    ram_bytes = s["precopy_bytes"] + s["downtime_bytes"]
+    np.testing.assert_allclose(
+        s["normal_pages"] * (page + 8) + s["zero_pages"] * 9, ram_bytes, rtol=1e-9
+    )
+    # ... and a completed migration sent every non-zero page at least once
+    nonzero_pages = frame["nonzero_size_bytes"].to_numpy() / page
+    assert (s["normal_pages"][completed] >= nonzero_pages[completed] * (1 - 1e-9)).all()
+    version_81 = frame["qemu_version"].astype(str).isin(["8.2", "9.0", "9.2", "10.1"]).to_numpy()
+    np.testing.assert_allclose(
+        s["transferred_bytes"],
+        ram_bytes + np.where(completed & version_81, dev, 0.0),
+        rtol=1e-9,
+    )
+    # remaining never negative; time strictly increasing (every sync and window costs time)
+    for table in (raw.iterations, raw.samples):
+        assert (table["remaining_bytes"] >= 0).all()
+        rows, times = table["row"], table["time_us"]
+        same = rows[1:] == rows[:-1]
+        assert (np.diff(times)[same] > 0).all()
+    # cancelled migrations stop at the cap, within one window and a sync
+    cancelled = s["status"] == 2
+    cap_ms = frame["max_time_s"].to_numpy() * 1000
+    over = s["total_time_ms"][cancelled] - cap_ms[cancelled]
+    assert (over >= 0).all() and (over <= 100 + 5 + 1e-6).all()
+    # downtime exists exactly for completed migrations and covers the fixed costs
+    assert np.isnan(s["downtime_ms"][~completed]).all()
+    fixed = (frame["stop_time_ms"] + frame["sync_time_ms"]).to_numpy()
+    assert (s["downtime_ms"][completed] >= fixed[completed] - 1e-9).all()
