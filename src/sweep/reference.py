@@ -35,7 +35,9 @@ class Constants:
     """QEMU's fixed numbers (spec, 'Defaults table'), in the model's units."""
 
     BUFFER_DELAY_US: int = 100_000  # migration_update_counters window and rate-limit window
-    MAX_WAIT_US: int = 50_000  # ram_save_iterate's time slice
+    # ram_save_iterate's time slice.  Assumption: exactly 50 ms; QEMU compares whole
+    # milliseconds with `> MAX_WAIT` every 64 pages, so its slices last about 51 ms.
+    MAX_WAIT_US: int = 50_000
     XFER_LIMIT_RATIO: int = 10  # windows per second: budget = max_bandwidth / 10
     RATE_PERIOD_US: int = 1_000_000  # dirty-pages-rate / throttle period (strictly longer)
     EXPECTED_DOWNTIME_MIN_BYTES: float = 10_000.0
@@ -94,6 +96,7 @@ class ReferenceMigration:
         self.periodic = self.version.periodic_sync and self.auto_converge
 
         # qemu_savevm_state_setup -> ram_init_bitmaps: every page dirty, one sync.
+        # Assumption: zero pages are the memory never written; the working set is non-zero.
         self.R_z, self.R_c, self.R_h = zero, self.N - zero - self.W, self.W
         self.t = 0
         self.X = 0.0  # migration_transferred_bytes: every byte on the wire
@@ -135,7 +138,11 @@ class ReferenceMigration:
         return self.R_z * C.ZERO_PAGE_BYTES + (self.R_c + self.R_h) * self.wire_normal
 
     def effective_rate(self) -> float:
-        """Guest page writes per second after auto-converge's throttle and dirty-limit."""
+        """Guest page writes per second after auto-converge's throttle and dirty-limit.
+
+        Assumption: both act at once and exactly (a CPU-bound guest at throttle p runs and
+        dirties a fraction 1 - p of the time; dirty-limit without measurement lag).
+        """
         rate = self.w * (1.0 - self.throttle / 100.0)
         if self.dirty_limit_active:
             rate = min(rate, self.quota)
@@ -143,7 +150,12 @@ class ReferenceMigration:
 
     # --- ram.c ----------------------------------------------------------------------------------
     def bitmap_sync(self, reason: int, cost: bool = True) -> None:
-        """migration_bitmap_sync: harvest the dirty log, count only newly dirty pages."""
+        """migration_bitmap_sync: harvest the dirty log, count only newly dirty pages.
+
+        Assumptions: the log is harvested at the start of the sync and cleared (TCG, or KVM
+        without manual protection); which pages the guest wrote is independent of the scan
+        cursor, so a written page is already queued with probability R_h / W.
+        """
         self.sync_count += 1
         interval_s = (self.t - self.time_last_bitmap_sync) / 1e6
         logged = distinct_pages(self.pattern, interval_s, self.effective_rate(), self.W)[0]
@@ -274,7 +286,12 @@ class ReferenceMigration:
         return False
 
     def ram_save_iterate(self) -> None:
-        """Send queued pages for at most 50 ms, until the window's budget is spent, or all."""
+        """Send queued pages for at most 50 ms, until the window's budget is spent, or all.
+
+        Assumptions: pages are expected values, and the zero, cold and hot queues drain in
+        proportion to their share (the scan meets them mixed); the budget is met exactly
+        (QEMU overshoots by up to one page); end-of-section markers are not counted.
+        """
         slice_bytes = self.L * C.MAX_WAIT_US
         budget_left = self.budget - self.win_bytes if self.budget else math.inf
         budget_bound = bool(self.budget) and bool(num.at_most(budget_left, slice_bytes))
@@ -302,7 +319,11 @@ class ReferenceMigration:
         self.t += duration
 
     def completion(self) -> None:
-        """migration_completion: stop the VM, final sync, send the rest at link speed."""
+        """migration_completion: stop the VM, final sync, send the rest at link speed.
+
+        Assumption: the downtime ends with the last byte; destination load and resume are
+        not included (as in QEMU's own `downtime`).
+        """
         downtime_start = self.t
         self.t += self.stop_us  # the guest keeps writing until its vCPUs are stopped
         self.bitmap_sync(SYNC_FINAL)
