@@ -121,8 +121,8 @@ def column_reference() -> str:
             "",
             "#### `results/iterations/`: one row per dirty-bitmap sync",
             "",
-            "A hive-partitioned dataset (`chunk=NNNNN/part-0.parquet`); readers add the "
-            "partition column `chunk` (int32).",
+            "A hive-partitioned dataset, `chunk=N/part-0.parquet` (N = 0, 1, ...): readers add "
+            "the partition column `chunk`, an integer (the simulate job).",
             "",
             table_reference(io.iterations_schema()),
             "",

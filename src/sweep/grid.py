@@ -27,8 +27,8 @@ order or on the chunking.
 Chunks are contiguous blocks of rows.  They never straddle a value of the *outer* axes: the
 plan finds the deepest factor ``j`` whose blocks (one combination of the factors before it)
 still hold at least ``chunk_size`` rows and splits every block into equal parts of at most
-``chunk_size`` rows (so every chunk holds more than half a ``chunk_size``, except when the
-whole grid is smaller).  Changing one value of an outer factor therefore changes exactly the
+``chunk_size`` rows (so every chunk holds at least half a ``chunk_size``, rounded down, unless
+the whole grid is smaller).  Changing one value of an outer factor therefore changes exactly the
 chunks of that value.  :attr:`Plan.aligned_factors` names those factors.
 """
 
@@ -250,7 +250,7 @@ def _page_size(fixed: Mapping[str, Any], varying: set[str]) -> float | None:
     if "page_size" in varying:
         return None
     param = _param("page_size", "fixed")
-    return float(parse_value(param, fixed.get("page_size", param.default)))
+    return float(_parse(param, fixed.get("page_size", param.default), "fixed.page_size"))
 
 
 def _in_range(param: Param, number: float, written: object, where: str) -> None:
@@ -261,6 +261,14 @@ def _in_range(param: Param, number: float, written: object, where: str) -> None:
         raise ParameterError(
             param.name, written, f"{param.forms}, within {param.range_text()}{unit}", where=where
         )
+
+
+def _parse(param: Param, value: object, where: str, ram_size: float | None = None) -> Any:
+    """:func:`sweep.params.parse_value`, with the config location in the error."""
+    try:
+        return parse_value(param, value, ram_size)
+    except ParameterError as error:
+        raise ParameterError(param.name, value, error.allowed, where=where) from None
 
 
 def _canonical(param: Param, value: object, where: str, page: float | None) -> tuple[Any, Any]:
@@ -284,9 +292,9 @@ def _canonical(param: Param, value: object, where: str, page: float | None) -> t
         _in_range(param, at_one / 65536, value, where)  # smallest page: fewest pages/s
         return value, ("bytes", at_one)
     if param.relative_to_ram and isinstance(value, str) and value.strip().endswith("%"):
-        share = parse_value(param, value, 1.0)  # checks 0% <= share <= 100%
+        share = _parse(param, value, where, 1.0)  # checks 0% <= share <= 100%
         return value.strip(), ("share", share)
-    parsed = parse_value(param, value)
+    parsed = _parse(param, value, where)
     if param.kind in NUMERIC_KINDS:
         number = float(parsed)
         if param.dtype == "int64":
@@ -316,6 +324,7 @@ def _range_values(param: Param, spec: Mapping[str, Any], where: str, page: float
     if scale not in SCALES:
         raise ParameterError(param.name, scale, "scale: linear or log", where=where + ".scale")
     start, stop = spec["start"], spec["stop"]
+    ends = (("start", start), ("stop", stop))
     shares = [isinstance(v, str) and v.strip().endswith("%") for v in (start, stop)]
     if any(shares) and not (all(shares) and param.relative_to_ram):
         raise ParameterError(
@@ -323,12 +332,12 @@ def _range_values(param: Param, spec: Mapping[str, Any], where: str, page: float
         )
     suffix = ""
     if all(shares):
-        lo, hi = (parse_value(param, v, 1.0) * 100.0 for v in (start, stop))
+        lo, hi = (_parse(param, v, f"{where}.{k}", 1.0) * 100.0 for k, v in ends)
         suffix = "%"
     elif param.kind == "dirty_rate":
         lo, hi, suffix = _dirty_range_ends(param, start, stop, where, page)
     else:
-        lo, hi = (float(parse_value(param, v)) for v in (start, stop))
+        lo, hi = (float(_parse(param, v, f"{where}.{k}")) for k, v in ends)
     if scale == "log" and (lo <= 0 or hi <= 0):
         bad = start if lo <= 0 else stop
         raise ParameterError(

@@ -5,7 +5,7 @@
   rebuilt from the config alone (:meth:`sweep.grid.Plan.chunk_rows`), so a chunk job depends
   on exactly its own scenarios;
 * :func:`collect`: chunk files -> ``results/summary.parquet`` (one table, rewritten: it is
-  small), ``results/iterations/`` (a hive-partitioned dataset, ``chunk=NNNNN/part-0.parquet``,
+  small), ``results/iterations/`` (a hive-partitioned dataset, ``chunk=N/part-0.parquet``,
   whose files are hard links to the chunk files: the big table is never rewritten), and
   ``results/manifest.json``.
 """
@@ -207,7 +207,7 @@ def collect(
     chunks = []
     with _fresh_directory(iterations_out) as building:
         for chunk, path in enumerate(iterations_paths):
-            relative = Path(f"{PARTITION}={chunk_name(chunk)}") / PART_FILE
+            relative = Path(f"{PARTITION}={chunk}") / PART_FILE
             _link_or_copy(Path(path), building / relative)
             rows = pq.ParquetFile(path).metadata.num_rows
             chunks.append(

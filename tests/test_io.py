@@ -1,0 +1,225 @@
+"""sweep.io and sweep.pipeline: schemas, metadata, atomic writes, the steps without Snakemake."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+import sweep
+from sweep import api, grid, io, pipeline
+from sweep.params import PARAMETERS
+
+SRC = Path(sweep.__file__).parent
+CONFIG = {
+    "chunk_size": 2,
+    "fixed": {"max_bandwidth": 0, "link_bandwidth": "1Gbit/s", "max_time": "20s"},
+    "axes": {"ram_size": ["256MiB", "512MiB"], "dirty_rate": [0, "1GB/s"]},
+}
+
+
+def test_units_come_from_parameters_and_name_suffixes():
+    assert io.unit_of("ram_size_bytes") == "bytes"
+    assert io.unit_of("link_bandwidth_bytes_per_s") == "bytes/s"
+    assert io.unit_of("dirty_rate_pages_per_s") == "pages/s"
+    assert io.unit_of("vcpu_dirty_limit_mib_per_s") == "MiB/s"
+    assert io.unit_of("max_time_s") == "s"
+    assert io.unit_of("downtime_ms") == "ms"
+    assert io.unit_of("throttle_pct") == "%"
+    assert io.unit_of("mbps") == "Mbit/s"
+    assert io.unit_of("status") == "" and io.unit_of("scenario_id") == ""
+
+
+def test_summary_schema_has_unique_names_units_and_docs():
+    schema = io.summary_schema()
+    assert len(set(schema.names)) == len(schema.names)
+    assert schema.names[0] == "scenario_id"
+    assert schema.names[1 : 1 + len(PARAMETERS)] == [p.column for p in PARAMETERS]
+    # the parameter setup_time_ms and QEMU's setup-time outcome no longer collide
+    assert "setup_time_ms" in schema.names and "outcome_setup_time_ms" in schema.names
+    ram = schema.field("ram_size_bytes").metadata
+    assert ram[b"unit"] == b"bytes" and ram[b"parameter"] == b"ram_size" and ram[b"doc"]
+    assert schema.field("total_time_ms").metadata[b"qemu"] == b"total-time"
+
+
+def test_simulated_frames_convert_to_the_schemas():
+    result = api.simulate(grid.plan(CONFIG).rows())
+    summary = io.table_from_frame(result.summary, io.summary_schema())
+    assert summary.num_rows == 4 and summary.schema.equals(io.summary_schema())
+    assert summary["status"].type == pa.dictionary(pa.int8(), pa.string())
+    # cancelled scenarios have no downtime and no mbps: null, not NaN
+    cancelled = [s != "completed" for s in summary["status"].to_pylist()]
+    assert any(cancelled)
+    for flag, down in zip(cancelled, summary["downtime_ms"].to_pylist(), strict=True):
+        assert (down is None) == flag
+    iterations = io.table_from_frame(result.iterations, io.iterations_schema())
+    assert iterations.num_rows == len(result.iterations) > 0
+
+
+def test_table_from_frame_refuses_a_different_layout():
+    result = api.simulate(grid.plan(CONFIG).rows())
+    with pytest.raises(ValueError, match="columns"):
+        io.table_from_frame(result.summary.iloc[:, 1:], io.summary_schema())
+    with pytest.raises(ValueError, match="expected 'scenario_id'"):
+        io.table_from_frame(result.iterations.iloc[:, ::-1], io.iterations_schema())
+
+
+def test_metadata_round_trip(tmp_path):
+    table = pa.table({"downtime_ms": [1.0]}, schema=pa.schema([("downtime_ms", pa.float64())]))
+    table = table.cast(pa.schema([pa.field("downtime_ms", pa.float64(), metadata={"unit": "ms"})]))
+    path = io.write_table(
+        io.with_metadata(table, "summary", config_hash="abc", scenarios=1), tmp_path / "t.parquet"
+    )
+    meta = io.read_metadata(path)
+    assert meta == {
+        "table": "summary",
+        "version": sweep.__version__,
+        "config_hash": "abc",
+        "scenarios": 1,
+        "units": {"downtime_ms": "ms"},
+    }
+    assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "out.parquet"
+    io.write_table(pa.table({"x": [1, 2]}), path)
+    os.chmod(path, 0o644)
+
+    def broken(table, where, **kwargs):
+        Path(where).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", broken)
+    with pytest.raises(OSError, match="disk full"):
+        io.write_table(pa.table({"x": [3]}), path)
+    assert pq.read_table(path)["x"].to_pylist() == [1, 2]  # the old file, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet"]  # no temp left
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = io.write_table(pa.table({"x": [1]}), tmp_path / "x.parquet")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def _imports(module: str) -> set[str]:
+    tree = ast.parse((SRC / f"{module}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_code_hash_covers_every_module_the_model_imports():
+    seen, todo = set(), ["api", "io"]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(m for m in _imports(module) if (SRC / f"{m}.py").exists())
+    listed = {name.removesuffix(".py") for name in io.MODEL_FILES}
+    assert seen - {"__init__"} <= listed, f"add to sweep.io.MODEL_FILES: {seen - listed}"
+
+
+# --- the pipeline steps, without Snakemake ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    built = pipeline.write_grid(CONFIG, out / "grid.parquet")
+    summaries, iterations = [], []
+    for chunk in range(built.plan.n_chunks):
+        name = pipeline.chunk_name(chunk)
+        summaries.append(out / f"chunks/chunk-{name}.summary.parquet")
+        iterations.append(out / f"chunks/chunk-{name}.iterations.parquet")
+        pipeline.simulate_chunk(CONFIG, chunk, summaries[-1], iterations[-1], built.digests[chunk])
+    manifest = pipeline.collect(
+        CONFIG,
+        summaries,
+        iterations,
+        out / "summary.parquet",
+        out / "iterations",
+        out / "manifest.json",
+        built.digests,
+    )
+    return out, built, manifest, summaries, iterations
+
+
+def test_collect_writes_summary_dataset_and_manifest(collected):
+    out, built, manifest, _, iterations = collected
+    summary = pq.read_table(out / "summary.parquet")
+    assert summary["scenario_id"].to_pylist() == built.scenarios["scenario_id"].tolist()
+    meta = io.read_metadata(out / "summary.parquet")
+    assert meta["config_hash"] == grid.config_hash(CONFIG) == manifest["config_hash"]
+    assert meta["grid_digest"] == built.digest and meta["version"] == sweep.__version__
+    assert meta["units"]["downtime_ms"] == "ms"
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert manifest["scenarios"] == 4 and len(manifest["chunks"]) == built.plan.n_chunks == 2
+
+    dataset = pads.dataset(out / "iterations", format="parquet", partitioning="hive")
+    table = dataset.to_table()
+    assert table.num_rows == manifest["iteration_rows"] > 0
+    assert set(table["chunk"].to_pylist()) == {0, 1}
+    assert set(table["scenario_id"].to_pylist()) == set(summary["scenario_id"].to_pylist())
+    common = io.read_metadata(out / "iterations" / "_common_metadata")
+    assert common["config_hash"] == manifest["config_hash"] and common["table"] == "iterations"
+
+    # the dataset's files are the chunk files themselves (hard links), never rewritten
+    for chunk, source in enumerate(iterations):
+        linked = out / manifest["chunks"][chunk]["iterations"]
+        assert linked.samefile(source)
+
+
+def test_iterations_dictionary_encode_the_scenario_id(collected):
+    _, _, _, _, iterations = collected
+    column = pq.ParquetFile(iterations[0]).metadata.row_group(0).column(0)
+    assert column.path_in_schema == "scenario_id"
+    assert column.dictionary_page_offset is not None and "RLE_DICTIONARY" in column.encodings
+    assert column.compression == "ZSTD"
+
+
+def test_collect_refuses_chunk_files_of_another_grid(collected, tmp_path):
+    _, built, _, summaries, iterations = collected
+    wrong = list(built.digests)
+    wrong[1] = "0" * 16
+    with pytest.raises(ValueError, match="other scenarios than chunk 1"):
+        pipeline.collect(
+            CONFIG,
+            summaries,
+            iterations,
+            tmp_path / "s.parquet",
+            tmp_path / "it",
+            tmp_path / "m.json",
+            wrong,
+        )
+    with pytest.raises(ValueError, match="chunk"):
+        pipeline.collect(
+            CONFIG,
+            summaries[::-1],
+            iterations[::-1],
+            tmp_path / "s.parquet",
+            tmp_path / "it",
+            tmp_path / "m.json",
+        )
+    assert not (tmp_path / "it").exists()
+
+
+def test_simulate_chunk_checks_the_planned_digest(tmp_path):
+    with pytest.raises(RuntimeError, match="planned"):
+        pipeline.simulate_chunk(CONFIG, 0, tmp_path / "s", tmp_path / "i", "0" * 16)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,264 @@
+"""The Snakemake workflow end to end (subprocesses on a tiny config), reruns, lint, docs, pins."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+import sweep
+from sweep import docs, grid, io
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / "workflow" / "profiles" / "default"
+RULE_FILES = ("common", "grid", "simulate", "collect")
+MY_RULES = ["Snakefile", *(f"workflow/rules/{name}.smk" for name in RULE_FILES)]
+GiB = 2**30
+
+# 2 x 2 x 2 = 8 scenarios in 4 chunks of 2 (one per ram_size and dirty_rate)
+TINY = {
+    "chunk_size": 2,
+    "fixed": {
+        "max_bandwidth": 0,
+        "link_bandwidth": "1Gbit/s",
+        "max_time": "60s",
+        "max_iterations": 0,
+    },
+    "axes": {"ram_size": ["1GiB", "2GiB"], "dirty_rate": [0, "1GB/s"]},
+    "zip": {"aid": {"auto_converge": [False, True], "cpu_throttle_initial": [20, 30]}},
+}
+
+
+def write_config(directory: Path, config: dict) -> None:
+    (directory / "config").mkdir(parents=True, exist_ok=True)
+    (directory / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def snakemake(directory: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+        "--directory", str(directory), "--cores", "2", "--workflow-profile", str(PROFILE), *args,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    if check and done.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def planned_jobs(directory: Path) -> dict[str, list[str]]:
+    """Rule -> wildcards of the jobs a dry run would run."""
+    out = snakemake(directory, "--dry-run")
+    text = out.stdout + out.stderr
+    jobs: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=rule \w+:)", text):
+        match = re.match(r"rule (\w+):", block)
+        if match:
+            wildcards = re.search(r"wildcards: chunk=(\d+)", block)
+            jobs.setdefault(match.group(1), []).append(wildcards.group(1) if wildcards else "")
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("sweep")
+    write_config(directory, TINY)
+    done = snakemake(directory)
+    return directory, done
+
+
+@pytest.mark.slow
+def test_outputs(run):
+    directory, _ = run
+    results = directory / "results"
+    built = grid.build(TINY)
+    summary = pq.read_table(results / "summary.parquet").to_pandas()
+    gridfile = pq.read_table(results / "grid.parquet").to_pandas()
+    assert len(summary) == len(gridfile) == 8
+    assert summary["scenario_id"].is_unique
+    assert summary["scenario_id"].tolist() == gridfile["scenario_id"].tolist()
+    assert summary["scenario_id"].tolist() == built.scenarios["scenario_id"].tolist()
+    assert gridfile["chunk"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+
+    meta = io.read_metadata(results / "summary.parquet")
+    assert meta["config_hash"] == grid.config_hash(TINY)
+    assert meta["version"] == sweep.__version__ and meta["scenarios"] == 8
+    assert meta["units"]["ram_size_bytes"] == "bytes" and meta["units"]["downtime_ms"] == "ms"
+    field = pq.read_schema(results / "summary.parquet").field("total_time_ms")
+    assert field.metadata[b"unit"] == b"ms" and field.metadata[b"qemu"] == b"total-time"
+
+    def one(ram: int, dirty: float, auto_converge: bool):
+        rows = summary[
+            (summary["ram_size_bytes"] == ram)
+            & (summary["dirty_rate_pages_per_s"] == dirty)
+            & (summary["auto_converge"] == auto_converge)
+        ]
+        assert len(rows) == 1
+        return rows.iloc[0]
+
+    idle = one(GiB, 0.0, False)
+    assert idle["status"] == "completed" and idle["converged"]
+    assert idle["dirty_sync_count"] == 3  # setup, one exact sync, the final sync
+    assert 0 < idle["downtime_ms"] < idle["total_time_ms"]
+    busy = one(GiB, 1e9 / 4096, False)  # dirtying 8x faster than the 1 Gbit/s link
+    assert busy["status"] == "cancelled-time" and not busy["converged"]
+    assert busy["total_time_ms"] >= 60_000 and busy["downtime_ms"] != busy["downtime_ms"]
+
+
+@pytest.mark.slow
+def test_iterations_dataset(run):
+    directory, _ = run
+    results = directory / "results"
+    manifest = yaml.safe_load((results / "manifest.json").read_text())
+    summary = pq.read_table(results / "summary.parquet").to_pandas()
+    dataset = pads.dataset(results / "iterations", format="parquet", partitioning="hive")
+    its = dataset.to_table().to_pandas()
+    assert len(its) == manifest["iteration_rows"] > 8
+    assert set(its["scenario_id"]) == set(summary["scenario_id"])
+    assert sorted(set(its["chunk"])) == [0, 1, 2, 3]
+    for sid, rows in its.groupby("scenario_id"):
+        counts = rows["dirty_sync_count"].tolist()
+        assert counts == list(range(1, len(counts) + 1))
+        row = summary.loc[summary["scenario_id"] == sid].iloc[0]
+        if row["status"] == "completed":
+            assert counts[-1] == row["dirty_sync_count"]
+    common = io.read_metadata(results / "iterations" / "_common_metadata")
+    assert common["config_hash"] == grid.config_hash(TINY)
+    assert common["units"]["remaining_bytes"] == "bytes"
+    for entry in manifest["chunks"]:
+        name = f"chunk-{entry['chunk']:05d}"
+        chunk_file = results / "chunks" / f"{name}.iterations.parquet"
+        assert (results / entry["iterations"]).samefile(chunk_file)
+        assert (results / "logs" / "simulate" / f"{name}.log").read_text()
+        assert (results / "benchmarks" / "simulate" / f"{name}.tsv").exists()
+
+
+@pytest.mark.slow
+def test_rerun_is_a_no_op(run):
+    directory, _ = run
+    out = snakemake(directory, "--dry-run")
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_docs_reading_examples_run(run):
+    directory, _ = run
+    text = (ROOT / "docs" / "pipeline.md").read_text()
+    section = text.split("## Reading the results", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) == 3
+    code = "\n".join(blocks)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=directory, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "completed" in done.stdout and grid.config_hash(TINY) in done.stdout
+
+
+@pytest.mark.slow
+def test_changing_one_outer_value_reruns_only_its_chunks(tmp_path):
+    write_config(tmp_path, TINY)
+    snakemake(tmp_path)
+    assert planned_jobs(tmp_path) == {}
+
+    outer = {**TINY, "axes": {**TINY["axes"], "ram_size": ["1GiB", "3GiB"]}}
+    write_config(tmp_path, outer)
+    jobs = planned_jobs(tmp_path)
+    assert sorted(jobs["simulate"]) == ["00002", "00003"]
+    assert set(jobs) == {"simulate", "grid", "collect", "all"}
+
+    spelled = {**TINY, "axes": {**TINY["axes"], "ram_size": ["1024MiB", "2GiB"]}}
+    write_config(tmp_path, spelled)
+    assert "simulate" not in planned_jobs(tmp_path)
+
+    inner = {**TINY, "axes": {**TINY["axes"], "dirty_rate": [0, "2GB/s"]}}
+    write_config(tmp_path, inner)
+    assert sorted(planned_jobs(tmp_path)["simulate"]) == ["00001", "00003"]
+
+    fixed = {**TINY, "fixed": {**TINY["fixed"], "max_time": "90s"}}
+    write_config(tmp_path, fixed)
+    assert len(planned_jobs(tmp_path)["simulate"]) == 4
+
+    # and the outer change, run for real, leaves the other chunk files alone
+    write_config(tmp_path, outer)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results/chunks").iterdir()}
+    snakemake(tmp_path)
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results/chunks").iterdir()}
+    changed = sorted(name for name in after if after[name] != before.get(name))
+    assert changed == [
+        "chunk-00002.iterations.parquet",
+        "chunk-00002.summary.parquet",
+        "chunk-00003.iterations.parquet",
+        "chunk-00003.summary.parquet",
+    ]
+    summary = pq.read_table(tmp_path / "results/summary.parquet").to_pandas()
+    assert sorted(set(summary["ram_size_bytes"])) == [GiB, 3 * GiB]
+
+
+@pytest.mark.slow
+def test_a_bad_value_fails_before_any_job(tmp_path):
+    bad = {**TINY, "axes": {**TINY["axes"], "ram_size": ["1GiB", "4 parsecs"]}}
+    write_config(tmp_path, bad)
+    done = snakemake(tmp_path, check=False)
+    text = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "ram_size (axes.ram_size[1]): '4 parsecs' is not allowed" in text
+    assert not (tmp_path / "results").exists()
+
+    write_config(tmp_path, {**TINY, "axis": {}})
+    done = snakemake(tmp_path, check=False)
+    assert done.returncode != 0 and "axis" in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_lint_and_format(tmp_path):
+    write_config(tmp_path, TINY)
+    done = snakemake(tmp_path, "--lint")
+    assert "Congratulations" in done.stdout + done.stderr
+    fmt = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", *MY_RULES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert fmt.returncode == 0, fmt.stderr
+
+
+def test_generated_docs_are_current():
+    text = (ROOT / "docs" / "pipeline.md").read_text()
+    assert docs.render(text) == text, "run: python -m sweep.docs docs/pipeline.md"
+    assert "| `ram_size` | `ram_size_bytes` | bytes |" in text
+    assert "| `outcome_setup_time_ms` | double | ms | `setup-time` |" in text
+
+
+def _pins(lines: list[str]) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        line = line.split("#")[0].strip().removeprefix("- ")
+        if "==" in line:
+            name, version = line.split("==")
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def test_pins_agree():
+    requirements = _pins((ROOT / "requirements.txt").read_text().splitlines())
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert "conda-forge" in environment["channels"] and "nodefaults" in environment["channels"]
+    pip = next(d for d in environment["dependencies"] if isinstance(d, dict))["pip"]
+    assert pip == ["-r requirements.txt", "-e ."]
+    rule_env = yaml.safe_load((ROOT / "workflow/envs/sweep.yaml").read_text())
+    rule_pins = _pins(next(d for d in rule_env["dependencies"] if isinstance(d, dict))["pip"])
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {re.split(r"[<>=\[ ]", d)[0].lower() for d in project["dependencies"]}
+    assert runtime <= set(requirements), runtime - set(requirements)
+    assert set(rule_pins) == runtime
+    assert all(requirements[name] == version for name, version in rule_pins.items())
+    for name in ("snakemake", "pytest", "duckdb", "jsonschema", "pygments", "snakefmt", "ruff"):
+        assert name in requirements
