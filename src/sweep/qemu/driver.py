@@ -472,6 +472,11 @@ def _migrate(
     info["dst_status"] = dst_status
     throttle = [x.get("cpu-throttle-percentage", 0) for x in [*samples_raw, reply]]
     info["max_throttle_pct"] = max(throttle)
+    onset = [row["t_ms"] for row in samples if row.get("cpu_throttle_percentage", 0) > 0]
+    info["throttle_onset_ms"] = onset[0] if onset else None
+    info["rate_unthrottled"] = _achieved_rate(
+        guest, info.get("guest_clock_offset_s"), t_migrate, onset[0] if onset else None
+    )
     info["cancelled"] = cancelled_at is not None
     info["uri_kind"] = uri.split(":", 1)[0]
     trace = None
@@ -515,6 +520,22 @@ def _settled(
     if not reply.get("total-time"):
         raise MigrationError("completed migration never reported its total-time")
     return reply
+
+
+def _achieved_rate(
+    guest: pd.DataFrame, offset: float | None, t_migrate: float, until_ms: float | None
+) -> float | None:
+    """Page writes per second from migrate until ``until_ms`` (the throttle's onset) or the end."""
+    if guest.empty or offset is None or not np.isfinite(offset):
+        return None
+    g_m = (t_migrate - offset) * 1e6
+    window = guest[guest["t_us"] >= g_m]
+    if until_ms is not None:
+        window = window[window["t_us"] <= g_m + until_ms * 1000.0]
+    if len(window) < 2:
+        return None
+    dt = (window["t_us"].iloc[-1] - window["t_us"].iloc[0]) / 1e6
+    return float((window["writes"].iloc[-1] - window["writes"].iloc[0]) / dt)
 
 
 def _events_frame(events: list[dict[str, Any]], t_migrate: float) -> pd.DataFrame:

@@ -1,0 +1,446 @@
+"""Compare real QEMU migrations (:mod:`sweep.qemu`) with the model (:func:`sweep.simulate`).
+
+A real run's settings map onto a model scenario in the ``qemu_version: "7.2"`` mode, with the
+machine-dependent inputs (setup, sync and stop cost, device state, link rate, the guest's
+extra non-zero pages) taken from the calibration in ``config/validation.yaml``.  Per run the
+comparison gives real and model total time, dirty-sync count, transferred bytes, downtime and
+verdict, and the remaining bytes after each sync; :func:`fidelity_table` condenses a grid into
+median and maximum errors per metric.
+
+The grid runner executes the real migrations one at a time (they are timing-sensitive) and
+stores each as ``<name>.{run,samples,events,guest}.parquet`` (see :class:`sweep.qemu.RunResult`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .api import simulate
+
+__all__ = [
+    "METRICS",
+    "compare_runs",
+    "fidelity_table",
+    "load_config",
+    "load_runs",
+    "model_for_runs",
+    "real_sync_curve",
+    "run_grid",
+    "run_specs",
+    "scenario_for_run",
+]
+
+MiB = 2**20
+PAGE = 4096
+WIRE_NORMAL = PAGE + 8
+PATTERNS = {"seq": "sequential", "rand": "uniform"}
+# metric -> (real column, model column, kind): kind "rel" = relative error, "abs" = difference
+METRICS = {
+    "total_time": ("real_total_time_ms", "model_total_time_ms", "rel"),
+    "dirty_sync_count": ("real_dirty_sync_count", "model_dirty_sync_count", "abs"),
+    "transferred": ("real_transferred_bytes", "model_transferred_bytes", "rel"),
+    "downtime": ("real_downtime_ms", "model_downtime_ms", "rel"),
+}
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read ``config/validation.yaml`` (calibration, defaults, runs)."""
+    with open(path) as fh:
+        config = yaml.safe_load(fh)
+    for key in ("calibration", "defaults", "runs"):
+        if key not in config:
+            raise ValueError(f"{path}: missing top-level key {key!r}")
+    names = [r["name"] for r in config["runs"]]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: run names repeat")
+    unknown = set(config.get("ci_runs", [])) - set(names)
+    if unknown:
+        raise ValueError(f"{path}: ci_runs names unknown runs {sorted(unknown)}")
+    return config
+
+
+def run_specs(config: Mapping[str, Any], names: Iterable[str] | None = None) -> list[Any]:
+    """The grid's :class:`sweep.qemu.RunSpec` objects (defaults merged), optionally a subset."""
+    from .qemu import RunSpec
+
+    wanted = None if names is None else set(names)
+    specs = []
+    for run in config["runs"]:
+        if wanted is not None and run["name"] not in wanted:
+            continue
+        fields = {**config["defaults"], **run}
+        if "max_bandwidth_mib_s" in fields:
+            fields["max_bandwidth"] = round(float(fields.pop("max_bandwidth_mib_s")) * MiB)
+        fields.pop("note", None)
+        specs.append(RunSpec(**fields))
+    if wanted is not None and len(specs) != len(wanted):
+        missing = wanted - {s.name for s in specs}
+        raise ValueError(f"unknown validation runs: {sorted(missing)}")
+    return specs
+
+
+def run_grid(
+    config: Mapping[str, Any],
+    out_dir: str | Path,
+    *,
+    names: Iterable[str] | None = None,
+    cache_dir: str | Path | None = None,
+    log: Any = print,
+) -> pd.DataFrame:
+    """Run the real migrations one after another, write their Parquet files, return the runs."""
+    from .qemu import find_qemu, run_migration
+
+    find_qemu()  # fail before any work, with the install hint
+    rows = []
+    for spec in run_specs(config, names):
+        result = run_migration(spec, cache_dir=cache_dir)
+        result.write(out_dir)
+        row = result.run_row().assign(run=spec.name)
+        rows.append(row)
+        log(
+            f"{spec.name}: {result.info['final_status']} total={result.final.get('total_time')}"
+            f" ms syncs={result.final.get('ram_dirty_sync_count')}"
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def load_runs(directory: str | Path, kind: str = "run") -> pd.DataFrame:
+    """Concatenate every ``*.<kind>.parquet`` in directory (kind: run, samples, events, guest)."""
+    files = sorted(Path(directory).glob(f"*.{kind}.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no *.{kind}.parquet in {directory}")
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+# --- the model side --------------------------------------------------------------------------
+
+
+def scenario_for_run(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> dict[str, Any]:
+    """The model scenario for one real run (a row of :func:`load_runs`)."""
+    fill = round(float(run["spec_fill_mib"]) * MiB)
+    ram_total = int(run["final_ram_total"])
+    nonzero = min(fill + int(calibration["nonzero_extra_bytes"]), ram_total)
+    rate = run["spec_rate"]
+    if str(rate) == "max":
+        raise ValueError(f"{run['spec_name']}: rate=max has no model dirty rate")
+    measured = run.get("rate_unthrottled")
+    if bool(run["spec_auto_converge"]) and measured is not None and np.isfinite(measured):
+        rate = measured  # the guest drops writes its short catch-up misses: use what it did
+    return {
+        "qemu_version": "7.2",
+        "ram_size": ram_total,
+        "nonzero_size": nonzero,
+        "working_set_size": min(round(float(run["spec_working_set_mib"]) * MiB), nonzero),
+        "dirty_rate": float(rate),
+        "write_pattern": PATTERNS[str(run["spec_pattern"])],
+        "max_bandwidth": int(run["spec_max_bandwidth"]),
+        "link_bandwidth": float(calibration["link_bandwidth_bytes_per_s"]),
+        "downtime_limit": int(run["spec_downtime_limit_ms"]),
+        "auto_converge": bool(run["spec_auto_converge"]),
+        "cpu_throttle_initial": int(run["spec_cpu_throttle_initial"]),
+        "cpu_throttle_increment": int(run["spec_cpu_throttle_increment"]),
+        "max_cpu_throttle": int(run["spec_max_cpu_throttle"]),
+        "throttle_trigger_threshold": int(run["spec_throttle_trigger_threshold"]),
+        "max_time": float(run["spec_time_cap_s"]),
+        "max_iterations": 0,
+        "setup_time": float(calibration["setup_time_ms"]),
+        "sync_time": float(calibration["sync_time_ms"]),
+        "stop_time": float(calibration["stop_time_ms"]),
+        "device_state_size": int(calibration["device_state_bytes"]),
+    }
+
+
+def model_for_runs(runs: pd.DataFrame, calibration: Mapping[str, Any]) -> Any:
+    """Simulate every run's scenario; rows keep the runs' order (scenario_id = row number)."""
+    scenarios = pd.DataFrame([scenario_for_run(r, calibration) for _, r in runs.iterrows()])
+    scenarios.insert(0, "scenario_id", np.arange(len(scenarios), dtype=np.int64))
+    return simulate(scenarios)
+
+
+# --- the real side ---------------------------------------------------------------------------
+
+
+def real_outcome(run: Mapping[str, Any]) -> dict[str, Any]:
+    """Total time, syncs, bytes, downtime and verdict as QEMU reported them."""
+    converged = run["final_status"] == "completed"
+    return {
+        "real_converged": converged,
+        "real_total_time_ms": float(run["final_total_time"]),
+        "real_dirty_sync_count": int(run["final_ram_dirty_sync_count"]),
+        "real_transferred_bytes": float(run["final_ram_transferred"]),
+        "real_downtime_ms": float(run["final_downtime"]) if converged else np.nan,
+        "real_throttle_pct": float(run.get("max_throttle_pct", 0) or 0),
+    }
+
+
+def real_sync_curve(samples: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Remaining bytes just after each sync, from the 100 ms polls and the sync events.
+
+    ``ram.remaining`` is live: between syncs it falls as pages are sent.  Just after sync k it
+    is extrapolated back from the first poll that still shows ``dirty-sync-count == k``, adding
+    the pages sent in between (transferred bytes, interpolated at the event time, / 4104).
+    Just before sync k it is extrapolated forward from the last poll showing k - 1.  A pass
+    shorter than the poll interval has no poll of its own and gives NaN.
+    """
+    s = samples[samples["status"] == "active"].copy()
+    s["t"] = s["t_ms"] + s["poll_ms"] / 2.0
+    s = s.sort_values("t")
+    passes = events[events["event"] == "MIGRATION_PASS"].sort_values("t_ms")
+    stop = events[events["event"] == "STOP"]
+    t_stop = float(stop["t_ms"].iloc[0]) if len(stop) else np.inf
+    rows = []
+    t_s, x_s = s["t"].to_numpy(), s["ram_transferred"].to_numpy(dtype=float)
+    for _, ev in passes.iterrows():
+        k, t_k = int(ev["pass"]), float(ev["t_ms"])
+        if k == 1 or t_k > t_stop or len(s) == 0:
+            continue
+        x_k = float(np.interp(t_k, t_s, x_s))
+        after = s[(s["t"] > t_k) & (s["ram_dirty_sync_count"] == k)]
+        before = s[(s["t"] < t_k) & (s["ram_dirty_sync_count"] == k - 1)]
+        r_after = r_before = np.nan
+        if len(after):
+            a = after.iloc[0]
+            r_after = float(a["ram_remaining"]) + (float(a["ram_transferred"]) - x_k) * (
+                PAGE / WIRE_NORMAL
+            )
+        if len(before):
+            b = before.iloc[-1]
+            r_before = max(
+                float(b["ram_remaining"])
+                - (x_k - float(b["ram_transferred"])) * (PAGE / WIRE_NORMAL),
+                0.0,
+            )
+        rows.append(
+            {
+                "dirty_sync_count": k,
+                "time_ms": t_k,
+                "transferred_bytes": x_k,
+                "remaining_bytes": r_after,
+                "remaining_before_bytes": r_before,
+                "new_dirty_pages": (r_after - r_before) / PAGE,
+            }
+        )
+    cols = [
+        "dirty_sync_count", "time_ms", "transferred_bytes", "remaining_bytes",
+        "remaining_before_bytes", "new_dirty_pages",
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)
+
+
+# --- the comparison --------------------------------------------------------------------------
+
+
+def compare_runs(runs: pd.DataFrame, model: Any) -> pd.DataFrame:
+    """One row per run: real and model outcome side by side, and the errors per metric."""
+    rows = []
+    summary = model.summary.set_index("scenario_id")
+    for i, (_, run) in enumerate(runs.iterrows()):
+        m = summary.loc[i]
+        row: dict[str, Any] = {"run": run["spec_name"]}
+        row.update(real_outcome(run))
+        row.update(
+            {
+                "model_converged": bool(m["converged"]),
+                "model_total_time_ms": float(m["total_time_ms"]),
+                "model_dirty_sync_count": int(m["dirty_sync_count"]),
+                "model_transferred_bytes": float(m["transferred_bytes"]),
+                "model_downtime_ms": float(m["downtime_ms"]),
+                "model_throttle_pct": float(m["throttle_pct"]),
+            }
+        )
+        row["verdict_match"] = row["real_converged"] == row["model_converged"]
+        for metric, (real_col, model_col, kind) in METRICS.items():
+            real, pred = row[real_col], row[model_col]
+            if kind == "rel":
+                row[f"{metric}_error"] = (pred - real) / real if real else np.nan
+            else:
+                row[f"{metric}_error"] = pred - real
+        for key in ("ring_phase_at_migrate", "rate_before_migrate", "rate_during_migration"):
+            row[key] = run.get(key)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fidelity_table(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Median and maximum absolute error per metric (relative %, or syncs), plus verdicts."""
+    rows = []
+    for metric, (_, _, kind) in METRICS.items():
+        err = comparison[f"{metric}_error"].astype(float).abs().dropna()
+        scale, unit = (100.0, "%") if kind == "rel" else (1.0, "syncs")
+        worst = comparison.loc[err.idxmax(), "run"] if len(err) else ""
+        rows.append(
+            {
+                "metric": metric,
+                "unit": unit,
+                "runs": len(err),
+                "median_abs_error": float(err.median() * scale) if len(err) else np.nan,
+                "max_abs_error": float(err.max() * scale) if len(err) else np.nan,
+                "worst_run": worst,
+            }
+        )
+    matches = comparison["verdict_match"]
+    rows.append(
+        {
+            "metric": "verdict",
+            "unit": "mismatches",
+            "runs": len(matches),
+            "median_abs_error": np.nan,
+            "max_abs_error": float((~matches).sum()),
+            "worst_run": ",".join(comparison.loc[~matches, "run"]),
+        }
+    )
+    return pd.DataFrame(rows)
+
+
+# --- the pipeline's steps (thin scripts in workflow/scripts/validate_*.py call these) ----------
+
+
+def sync_curves(real_dir: str | Path, runs: pd.DataFrame, model: Any) -> pd.DataFrame:
+    """Remaining bytes after each sync, real and model, one table (``source`` says which)."""
+    samples, events = load_runs(real_dir, "samples"), load_runs(real_dir, "events")
+    parts = []
+    iterations = model.iterations
+    for i, (_, run) in enumerate(runs.iterrows()):
+        name = run["spec_name"]
+        real = real_sync_curve(samples[samples["run"] == name], events[events["run"] == name])
+        parts.append(real.assign(run=name, source="real"))
+        m = iterations[(iterations["scenario_id"] == i) & (iterations["sync_reason"] == "exact")]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "dirty_sync_count": m["dirty_sync_count"].to_numpy(),
+                    "time_ms": m["time_ms"].to_numpy(),
+                    "transferred_bytes": m["transferred_bytes"].to_numpy(dtype=float),
+                    "remaining_bytes": m["remaining_bytes"].to_numpy(dtype=float),
+                    "new_dirty_pages": m["new_dirty_pages"].to_numpy(dtype=float),
+                }
+            ).assign(run=name, source="model")
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def compare_directory(
+    real_dir: str | Path, config: Mapping[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Real runs in ``real_dir`` -> (comparison, sync curves, fidelity table)."""
+    runs = load_runs(real_dir, "run")
+    order = {r["name"]: i for i, r in enumerate(config["runs"])}
+    runs = runs.sort_values("spec_name", key=lambda s: s.map(order)).reset_index(drop=True)
+    model = model_for_runs(runs, config["calibration"])
+    comparison = compare_runs(runs, model)
+    return comparison, sync_curves(real_dir, runs, model), fidelity_table(comparison)
+
+
+def fidelity_markdown(table: pd.DataFrame, comparison: pd.DataFrame) -> str:
+    """The fidelity table and the per-run comparison as Markdown (docs, closing notes)."""
+    lines = [
+        "| metric | unit | runs | median abs error | max abs error | worst run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for _, r in table.iterrows():
+        med = "" if pd.isna(r["median_abs_error"]) else f"{r['median_abs_error']:.2f}"
+        lines.append(
+            f"| {r['metric']} | {r['unit']} | {r['runs']} | {med} | "
+            f"{r['max_abs_error']:.2f} | {r['worst_run']} |"
+        )
+    lines += [
+        "",
+        "| run | real | model | total time real / model (ms) | syncs real / model "
+        "| bytes error | downtime real / model (ms) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, c in comparison.iterrows():
+        verdict = {True: "converged", False: "cancelled"}
+        lines.append(
+            f"| {c['run']} | {verdict[bool(c['real_converged'])]} | "
+            f"{verdict[bool(c['model_converged'])]} | "
+            f"{c['real_total_time_ms']:.0f} / {c['model_total_time_ms']:.0f} "
+            f"({c['total_time_error'] * 100:+.1f} %) | "
+            f"{c['real_dirty_sync_count']} / {c['model_dirty_sync_count']} | "
+            f"{c['transferred_error'] * 100:+.2f} % | "
+            f"{c['real_downtime_ms']:.0f} / {c['model_downtime_ms']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "precopy-sweep"
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_metrics(comparison: pd.DataFrame, path: str | Path) -> None:
+    """Real versus model for the four metrics, one panel each; red marks a wrong verdict."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    for ax, (metric, (real_col, model_col, _)) in zip(axes, METRICS.items(), strict=True):
+        real, model = comparison[real_col].astype(float), comparison[model_col].astype(float)
+        colors = np.where(comparison["verdict_match"], "tab:blue", "tab:red")
+        ax.scatter(real, model, c=colors, s=18)
+        finite = np.concatenate([real[np.isfinite(real)], model[np.isfinite(model)]])
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+            ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        ax.set_title(metric.replace("_", " "))
+        ax.set_xlabel("real (QEMU 7.2)")
+        ax.set_ylabel("model")
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Date": None})
+    plt.close(fig)
+
+
+def plot_curves(curves: pd.DataFrame, path: str | Path) -> None:
+    """Remaining bytes after each sync, real (dots) over model (line), one panel per run."""
+    plt = _pyplot()
+    names = list(dict.fromkeys(curves["run"]))
+    cols = 4
+    rows = max(1, -(-len(names) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        c = curves[curves["run"] == name]
+        m, r = c[c["source"] == "model"], c[c["source"] == "real"]
+        ax.plot(m["dirty_sync_count"], m["remaining_bytes"] / 2**20, "-", label="model")
+        ax.plot(r["dirty_sync_count"], r["remaining_bytes"] / 2**20, "o", ms=3, label="real")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("dirty-sync-count")
+        ax.set_ylabel("remaining after sync (MiB)")
+    for ax in list(axes.flat)[len(names) :]:
+        ax.set_visible(False)
+    if names:
+        axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Date": None})
+    plt.close(fig)
+
+
+def table_html(table: pd.DataFrame, comparison: pd.DataFrame, path: str | Path) -> None:
+    """The fidelity table and the per-run comparison as one small HTML page."""
+    cols = [
+        "run", "real_converged", "model_converged", "real_total_time_ms", "model_total_time_ms",
+        "total_time_error", "real_dirty_sync_count", "model_dirty_sync_count",
+        "real_transferred_bytes", "model_transferred_bytes", "transferred_error",
+        "real_downtime_ms", "model_downtime_ms", "downtime_error", "ring_phase_at_migrate",
+        "rate_during_migration",
+    ]  # fmt: skip
+    html = (
+        "<html><head><meta charset='utf-8'><title>Fidelity</title></head><body>"
+        "<h2>Fidelity: model versus real QEMU 7.2</h2>"
+        + table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        + "<h3>Per run</h3>"
+        + comparison[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}")
+        + "</body></html>"
+    )
+    Path(path).write_text(html)

@@ -1,0 +1,291 @@
+"""Fast tests of the real-QEMU harness that need no QEMU: QMP client, parsers, comparisons."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sweep.qemu import driver
+from sweep.qemu.qmp import (
+    QMPClient,
+    QMPError,
+    QMPTimeoutError,
+    event_time,
+    flatten,
+    split_messages,
+)
+from sweep.validation import (
+    compare_runs,
+    fidelity_table,
+    load_config,
+    real_sync_curve,
+    run_specs,
+    scenario_for_run,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- message framing ---------------------------------------------------------------------------
+
+
+def test_split_messages_keeps_the_unfinished_tail():
+    data = b'{"return": {}, "id": 1}\r\n{"event": "STOP", "timestamp": {"seco'
+    messages, rest = split_messages(data)
+    assert messages == [{"return": {}, "id": 1}]
+    assert rest == b'{"event": "STOP", "timestamp": {"seco'
+    more, rest = split_messages(rest + b'nds": 1, "microseconds": 5}}\n')
+    assert more[0]["event"] == "STOP" and rest == b""
+
+
+def test_flatten_names_nested_fields_like_the_samples_table():
+    reply = {"status": "active", "total-time": 5, "ram": {"dirty-sync-count": 3, "mbps": 1.5}}
+    assert flatten(reply) == {
+        "status": "active",
+        "total_time": 5,
+        "ram_dirty_sync_count": 3,
+        "ram_mbps": 1.5,
+    }
+
+
+def test_event_time_combines_seconds_and_microseconds():
+    assert event_time({"timestamp": {"seconds": 10, "microseconds": 250000}}) == 10.25
+
+
+# --- the client against a scripted fake QEMU ----------------------------------------------------
+
+
+class FakeQemu:
+    """A unix-socket QMP peer that answers from a script: {command: (events, reply)}."""
+
+    def __init__(self, path: Path, script: dict[str, tuple[list[dict], dict | None]]) -> None:
+        self.path, self.script = path, script
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(1)
+        self.received: list[dict] = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        conn, _ = self.server.accept()
+        with conn:
+            conn.sendall(b'{"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}}\r\n')
+            buf = b""
+            while True:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    msg = json.loads(line)
+                    self.received.append(msg)
+                    events, reply = self.script.get(msg["execute"], ([], {"return": {}}))
+                    out = b"".join(json.dumps(e).encode() + b"\r\n" for e in events)
+                    if reply is not None:
+                        out += json.dumps({**reply, "id": msg["id"]}).encode() + b"\r\n"
+                    conn.sendall(out)
+
+
+def _event(name: str, data: dict) -> dict:
+    return {"event": name, "data": data, "timestamp": {"seconds": 1, "microseconds": 2}}
+
+
+@pytest.fixture
+def sock_path(tmp_path):
+    return tmp_path / "q.sock"
+
+
+def test_client_negotiates_and_keeps_events_seen_before_a_reply(sock_path):
+    reply = {"return": {"status": "active", "ram": {"dirty-sync-count": 2}}}
+    events = [_event("MIGRATION_PASS", {"pass": 2}), _event("MIGRATION", {"status": "active"})]
+    fake = FakeQemu(sock_path, {"query-migrate": (events, reply)})
+    with QMPClient(sock_path, timeout=5) as client:
+        client.connect()
+        assert client.execute("query-migrate")["ram"]["dirty-sync-count"] == 2
+        drained = client.poll_events()
+    assert [e["event"] for e in drained] == ["MIGRATION_PASS", "MIGRATION"]
+    assert drained[0]["data"]["pass"] == 2
+    assert fake.received[0]["execute"] == "qmp_capabilities"
+
+
+def test_client_raises_qemu_errors_with_class_and_text(sock_path):
+    error = {"error": {"class": "GenericError", "desc": "no migration"}}
+    FakeQemu(sock_path, {"migrate_cancel": ([], error)})
+    with QMPClient(sock_path, timeout=5) as client:
+        client.connect()
+        with pytest.raises(QMPError, match="GenericError: no migration"):
+            client.execute("migrate_cancel")
+
+
+def test_client_times_out_instead_of_hanging(sock_path):
+    FakeQemu(sock_path, {"query-migrate": ([], None)})  # never answers
+    with QMPClient(sock_path, timeout=5) as client:
+        client.connect()
+        with pytest.raises(QMPTimeoutError):
+            client.execute("query-migrate", timeout=0.2)
+
+
+def test_connect_gives_up_when_no_socket_appears(tmp_path):
+    with pytest.raises(QMPTimeoutError, match="cannot connect"):
+        QMPClient(tmp_path / "absent.sock").connect(timeout=0.2)
+
+
+# --- guest and trace lines ---------------------------------------------------------------------
+
+
+def test_parse_guest_report_and_boot_lines():
+    r = driver.parse_guest_line("R t_us=100353 writes=2007 pos=2007 skipped=0 ")
+    assert r == {"kind": "R", "t_us": 100353, "writes": 2007, "pos": 2007, "skipped": 0}
+    boot = driver.parse_guest_line("BOOT tsc_khz=2596227 ws_pages=16384 rate=0 max=0")
+    assert boot["kind"] == "BOOT" and boot["ws_pages"] == 16384
+    assert driver.parse_guest_line("R t_us=5 wri") is None  # torn line
+    assert driver.parse_guest_line("SeaBIOS (version 1.16)") is None
+
+
+def test_parse_trace_line_of_the_log_backend():
+    line = "4242@1795638116.123456:migration_bitmap_sync_end dirty_pages 2"
+    t = driver.parse_trace_line(line)
+    assert t["pid"] == 4242 and t["event"] == "migration_bitmap_sync_end"
+    assert t["wall_s"] == pytest.approx(1795638116.123456) and t["args"] == "dirty_pages 2"
+    assert driver.parse_trace_line("qemu-system-x86_64: warning") is None
+
+
+def test_ring_position_is_interpolated_between_reports():
+    reports = pd.DataFrame(
+        {"t_us": [0, 100_000, 200_000], "writes": [0, 2000, 4000], "pos": [0, 2000, 4000],
+         "seen_wall_s": [10.0015, 10.1011, 10.2030]}
+    )  # fmt: skip
+    assert driver.guest_clock_offset(reports) == pytest.approx(10.0011)
+    writes, pos = driver.writes_at(reports, 150_000)
+    assert writes == pytest.approx(3000) and pos == pytest.approx(3000)
+
+
+def test_missing_qemu_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(driver.QemuNotFoundError, match="apt-get install -y --no-install"):
+        driver.find_qemu()
+
+
+def test_guest_command_line_carries_the_run_settings():
+    spec = driver.RunSpec(name="x", working_set_mib=16, fill_mib=100, rate="max", pattern="rand")
+    words = spec.append().split()
+    assert words[:4] == [f"ws={16 * 2**20}", f"fill={100 * 2**20}", "rate=max", "pattern=rand"]
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
+def test_guest_builds_once_per_source_hash(tmp_path):
+    from sweep.qemu.build import build_guest
+
+    first = build_guest(tmp_path)
+    assert first.is_file() and first.read_bytes()[:4] == b"\x7fELF"
+    assert first.read_bytes()[4] == 1  # ELFCLASS32: QEMU's multiboot loader wants 32-bit
+    mtime = first.stat().st_mtime_ns
+    assert build_guest(tmp_path) == first and first.stat().st_mtime_ns == mtime
+    assert tmp_path in first.parents
+
+
+# --- the comparison ----------------------------------------------------------------------------
+
+
+def _samples_and_events():
+    """Two passes at 13.4 MB per 100 ms; sync 2 at t = 250 ms adds 5000 pages."""
+    per_ms = 134_242.0
+    rows = []
+    for t in (100.0, 200.0, 300.0, 400.0):
+        x = per_ms * t
+        if t < 250:
+            remaining = 500e6 - x * 4096 / 4104
+            count = 1
+        else:
+            remaining = (500e6 - per_ms * 250 * 4096 / 4104 + 5000 * 4096) - per_ms * (
+                t - 250
+            ) * 4096 / 4104
+            count = 2
+        rows.append({"t_ms": t, "poll_ms": 0.0, "status": "active", "ram_transferred": x,
+                     "ram_remaining": remaining, "ram_dirty_sync_count": count})  # fmt: skip
+    events = pd.DataFrame(
+        {"event": ["MIGRATION_PASS", "MIGRATION_PASS"], "t_ms": [2.0, 250.0], "pass": [1, 2]}
+    )
+    return pd.DataFrame(rows), events
+
+
+def test_real_sync_curve_recovers_remaining_and_new_pages():
+    samples, events = _samples_and_events()
+    curve = real_sync_curve(samples, events)
+    assert list(curve["dirty_sync_count"]) == [2]
+    before = 500e6 - 134_242.0 * 250 * 4096 / 4104
+    assert curve["remaining_before_bytes"].iloc[0] == pytest.approx(before)
+    assert curve["remaining_bytes"].iloc[0] == pytest.approx(before + 5000 * 4096)
+    assert curve["new_dirty_pages"].iloc[0] == pytest.approx(5000)
+
+
+def _run_row(**over):
+    row = {
+        "spec_name": "r", "spec_fill_mib": 509.0, "spec_working_set_mib": 64.0, "spec_rate": "0",
+        "spec_pattern": "seq", "spec_max_bandwidth": 128 * 2**20, "spec_downtime_limit_ms": 300,
+        "spec_auto_converge": False, "spec_cpu_throttle_initial": 20,
+        "spec_cpu_throttle_increment": 10, "spec_max_cpu_throttle": 99,
+        "spec_throttle_trigger_threshold": 50, "spec_time_cap_s": 30.0,
+        "final_ram_total": 537403392, "final_status": "completed", "final_total_time": 3780,
+        "final_ram_dirty_sync_count": 3, "final_ram_transferred": 535156938,
+        "final_downtime": 99,
+    }  # fmt: skip
+    row.update(over)
+    return row
+
+
+CAL = {"setup_time_ms": 2.0, "sync_time_ms": 0.12, "stop_time_ms": 0.04,
+       "device_state_bytes": 112635, "link_bandwidth_bytes_per_s": 1.08e9,
+       "nonzero_extra_bytes": 380928}  # fmt: skip
+
+
+def test_scenario_maps_the_run_and_the_calibration():
+    sc = scenario_for_run(_run_row(spec_rate="20000", spec_pattern="rand"), CAL)
+    assert sc["qemu_version"] == "7.2" and sc["write_pattern"] == "uniform"
+    assert sc["ram_size"] == 537403392 and sc["dirty_rate"] == 20000.0
+    assert sc["nonzero_size"] == 509 * 2**20 + 380928
+    assert sc["max_iterations"] == 0 and sc["max_time"] == 30.0
+    with pytest.raises(ValueError, match="rate=max"):
+        scenario_for_run(_run_row(spec_rate="max"), CAL)
+
+
+def test_compare_and_fidelity_table_report_signed_and_absolute_errors():
+    runs = pd.DataFrame([_run_row(), _run_row(spec_name="s", final_status="cancelled")])
+
+    class FakeModel:
+        summary = pd.DataFrame(
+            {"scenario_id": [0, 1], "converged": [True, True],
+             "total_time_ms": [3780 * 1.02, 3780.0], "dirty_sync_count": [4, 3],
+             "transferred_bytes": [535156938.0, 535156938 * 0.99], "downtime_ms": [99.0, 50.0],
+             "throttle_pct": [0, 0]}
+        )  # fmt: skip
+
+    cmp = compare_runs(runs, FakeModel())
+    assert cmp["total_time_error"].iloc[0] == pytest.approx(0.02)
+    assert cmp["dirty_sync_count_error"].iloc[0] == 1
+    assert list(cmp["verdict_match"]) == [True, False]
+    table = fidelity_table(cmp).set_index("metric")
+    assert table.loc["total_time", "max_abs_error"] == pytest.approx(2.0)
+    assert table.loc["transferred", "max_abs_error"] == pytest.approx(1.0)
+    assert table.loc["verdict", "max_abs_error"] == 1 and table.loc["verdict", "worst_run"] == "s"
+    assert np.isnan(cmp["real_downtime_ms"].iloc[1])  # a cancelled run has no downtime
+
+
+def test_validation_grid_config_is_complete():
+    config = load_config(ROOT / "config" / "validation.yaml")
+    specs = run_specs(config)
+    assert len(specs) >= 20
+    assert {s.pattern for s in specs} == {"seq", "rand"}
+    assert any(s.auto_converge for s in specs) and any(not s.auto_converge for s in specs)
+    assert len({s.max_bandwidth for s in specs}) >= 3
+    assert len({s.downtime_limit_ms for s in specs}) >= 3
+    assert len({s.working_set_mib for s in specs}) >= 3

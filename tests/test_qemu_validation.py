@@ -1,0 +1,116 @@
+"""Real QEMU migrations against the model (issue 5): the CI suite.
+
+Six migrations from ``config/validation.yaml`` (``ci_runs``: idle, low, mid and high dirty
+rates, a time-capped run that never converges, an auto-converge run) are carried out once per
+session on this machine, then each metric is one test per run, so a miss names itself:
+
+* verdict (converged or cancelled) exactly; total time within 3 %; dirty-sync count within 1;
+  transferred bytes within 2 %; downtime loosely (within a factor of 3, it follows host speed);
+* auto-converge: the run completes and the throttle reached the step the model predicts.
+
+Known model misses are marked ``xfail(strict=True)`` with their cause (docs/validation.md):
+they are findings for the engine, and the mark turns into a failure once the engine is fixed.
+Skipped, with the install command, only when qemu-system-x86_64 is absent.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sweep.validation import compare_directory, load_config, run_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = load_config(ROOT / "config" / "validation.yaml")
+CI_RUNS: list[str] = CONFIG["ci_runs"]
+
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.skipif(
+        shutil.which("qemu-system-x86_64") is None,
+        reason="qemu-system-x86_64 not installed: "
+        "apt-get install -y --no-install-recommends qemu-system-x86",
+    ),
+]
+
+# (run, metric) -> cause.  Each is explained with the real counters in docs/validation.md.
+KNOWN_MISSES: dict[tuple[str, str], str] = {}
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory):
+    out = tmp_path_factory.mktemp("real")
+    config = {**CONFIG, "runs": [r for r in CONFIG["runs"] if r["name"] in CI_RUNS]}
+    run_grid(config, out, log=lambda line: print(line, flush=True))
+    table, _, _ = compare_directory(out, config)
+    return table.set_index("run")
+
+
+def _cases(metric: str, runs: list[str] | None = None):
+    cases = []
+    for run in runs or CI_RUNS:
+        cause = KNOWN_MISSES.get((run, metric))
+        marks = [pytest.mark.xfail(strict=True, reason=cause)] if cause else []
+        cases.append(pytest.param(run, id=run, marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize("run", _cases("verdict"))
+def test_verdict(comparison, run):
+    row = comparison.loc[run]
+    assert row["real_converged"] == row["model_converged"]
+
+
+@pytest.mark.parametrize("run", _cases("total_time"))
+def test_total_time_within_3_percent(comparison, run):
+    row = comparison.loc[run]
+    assert abs(row["total_time_error"]) <= 0.03, (
+        f"real {row['real_total_time_ms']:.0f} ms, model {row['model_total_time_ms']:.0f} ms"
+    )
+
+
+@pytest.mark.parametrize("run", _cases("dirty_sync_count"))
+def test_dirty_sync_count_within_1(comparison, run):
+    row = comparison.loc[run]
+    assert abs(row["dirty_sync_count_error"]) <= 1, (
+        f"real {row['real_dirty_sync_count']}, model {row['model_dirty_sync_count']}"
+    )
+
+
+@pytest.mark.parametrize("run", _cases("transferred"))
+def test_transferred_bytes_within_2_percent(comparison, run):
+    row = comparison.loc[run]
+    assert abs(row["transferred_error"]) <= 0.02, (
+        f"real {row['real_transferred_bytes']:.0f}, model {row['model_transferred_bytes']:.0f}"
+    )
+
+
+@pytest.mark.parametrize("run", _cases("downtime"))
+def test_downtime_loosely(comparison, run):
+    row = comparison.loc[run]
+    if not row["real_converged"]:
+        pytest.skip("cancelled: no downtime")
+    ratio = row["model_downtime_ms"] / max(row["real_downtime_ms"], 1.0)
+    assert 1 / 3 <= ratio <= 3, (
+        f"real {row['real_downtime_ms']:.0f} ms, model {row['model_downtime_ms']:.0f} ms"
+    )
+
+
+AUTO_CONVERGE = [r["name"] for r in CONFIG["runs"] if r.get("auto_converge")]
+
+
+@pytest.mark.parametrize("run", _cases("throttle", [r for r in CI_RUNS if r in AUTO_CONVERGE]))
+def test_auto_converge_completes_at_the_expected_throttle(comparison, run):
+    row = comparison.loc[run]
+    assert row["real_converged"], "auto-converge run did not complete"
+    assert row["real_throttle_pct"] == row["model_throttle_pct"]
+
+
+@pytest.mark.parametrize("run", CI_RUNS)
+def test_guest_wrote_at_the_requested_rate(comparison, run):
+    """The harness itself: the guest's achieved rate before migrate matches its command line."""
+    spec = next(r for r in CONFIG["runs"] if r["name"] == run)
+    rate = float(spec.get("rate", CONFIG["defaults"]["rate"]))
+    assert comparison.loc[run, "rate_before_migrate"] == pytest.approx(rate, rel=0.005, abs=1)

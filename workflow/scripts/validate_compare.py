@@ -1,0 +1,15 @@
+"""Rule validate_compare: model versus real runs (logic in sweep.validation)."""
+
+from pathlib import Path
+
+from sweep.validation import compare_directory, fidelity_markdown, load_config
+
+with open(snakemake.log[0], "w") as log:
+    comparison, curves, table = compare_directory(
+        snakemake.input.real, load_config(snakemake.input.config)
+    )
+    comparison.to_parquet(snakemake.output.comparison, index=False)
+    curves.to_parquet(snakemake.output.curves, index=False)
+    table.to_csv(snakemake.output.table, sep="\t", index=False)
+    Path(snakemake.output.markdown).write_text(fidelity_markdown(table, comparison))
+    print(table.to_string(index=False), file=log)
