@@ -142,3 +142,83 @@ def swept_levels(summary: pd.DataFrame) -> dict[str, list[float]]:
     """The swept downtime limits and pre-copy bandwidths (for the heatmap colour scales)."""
     df = derive(summary)
     return {DL: sorted(np.unique(df[DL]).tolist()), BW: sorted(np.unique(df[BW]).tolist())}
+
+
+HTML_MAX_ROWS = 5000
+
+_HTML_STYLE = """<style>
+body { font-family: "DejaVu Sans", sans-serif; font-size: 13px; margin: 0.5em; color: #222; }
+p { max-width: 60em; }
+table { border-collapse: collapse; }
+th, td { padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }
+th { position: sticky; top: 0; background: #f3f3f3; }
+td.never { color: #b04000; }
+</style>"""
+
+
+def _readable(table: pd.DataFrame) -> pd.DataFrame:
+    """The planner table with values in the units people read (Gbit/s, MB/s, s, GiB)."""
+    from .plots import AID, axis_name, fmt_count, fmt_value
+
+    out = pd.DataFrame(index=table.index)
+    page = 4096.0
+    for c in table.columns:
+        if c in ("precopy_bandwidth_gbit_per_s", "min_bandwidth_gbit_per_s", "n_swept"):
+            continue
+        v = table[c]
+        if c == DR:
+            out["dirty rate (pages/s)"] = v.map(fmt_count)
+            out["dirty rate (MB/s, 4 KiB pages)"] = (v * page / 1e6).map(lambda x: f"{x:.4g}")
+        elif c == BW:
+            out["pre-copy bandwidth (Gbit/s)"] = (v * 8 / 1e9).map(lambda x: f"{x:.4g}")
+        elif c == DL:
+            out["downtime limit (ms)"] = v.map(lambda x: f"{x:g}")
+        elif c.startswith(("min_", "first_", "swept_max_")):
+            head = {"min": "needed", "first": "first converging"}.get(
+                c.split("_", 1)[0], "largest swept"
+            )
+            if c.endswith("downtime_limit_ms"):
+                out[f"{head} limit (ms)"] = v.map(lambda x: "none" if pd.isna(x) else f"{x:g}")
+            else:
+                out[f"{head} bandwidth (Gbit/s)"] = v.map(
+                    lambda x: "none" if pd.isna(x) else f"{x * 8 / 1e9:.4g}"
+                )
+        elif c == "monotone":
+            out[c] = v.map({True: "yes", False: "no"})
+        elif c == "total_time_ms":
+            out["total time (s)"] = v.map(lambda x: "" if pd.isna(x) else f"{x / 1000:.1f}")
+        elif c == "downtime_ms":
+            out["downtime (ms)"] = v.map(lambda x: "" if pd.isna(x) else f"{x:.1f}")
+        elif c == "downtime_exceeded":
+            out["downtime > limit"] = v.map(lambda x: "" if pd.isna(x) else ("yes" if x else "no"))
+        elif c == "transferred_bytes":
+            out["data sent (GiB)"] = v.map(lambda x: "" if pd.isna(x) else f"{x / 2**30:.2f}")
+        elif c == "dirty_sync_count":
+            out["dirty syncs"] = v.map(lambda x: "" if pd.isna(x) else f"{int(x)}")
+        elif c == AID:
+            out["convergence aid"] = v.astype(str)
+        else:
+            out[axis_name(c)] = v.map(lambda x, c=c: fmt_value(c, x))
+    return out
+
+
+def write_html(table: pd.DataFrame, path: str | Path, title: str) -> None:
+    """A readable HTML rendering of a planner table, for the Snakemake report."""
+    shown = table.head(HTML_MAX_ROWS)
+    note = (
+        f"<p>First {HTML_MAX_ROWS} of {len(table)} rows; the CSV and Parquet files beside this "
+        "page hold them all.</p>"
+        if len(table) > HTML_MAX_ROWS
+        else ""
+    )
+    cap = table.attrs.get("time_cap_s")
+    cap_text = f"at most {cap:g} s" if cap else "each scenario's max_time"
+    body = _readable(shown).to_html(index=False, border=0, na_rep="")
+    html = (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+        f"{_HTML_STYLE}</head><body>\n<p><b>{title}</b>. 'none': no swept value converges "
+        f"within the time cap ({cap_text}). Outcome columns describe the migration at the "
+        f"smallest value.</p>{note}\n{body}\n</body></html>\n"
+    )
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(html, encoding="utf-8")

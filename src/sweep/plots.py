@@ -111,7 +111,7 @@ class FigStyle:
     annotate_cells: int = 120  # write values into heatmap cells up to this many cells a panel
 
 
-FIG_REPORT = FigStyle("report", 11.0, 9.0, 130, True)
+FIG_REPORT = FigStyle("report", 9.0, 10.0, 130, True, max_facet_cols=4)
 FIG_ONECOL = FigStyle("onecol", 3.5, 7.0, 300, False, max_facet_cols=3, annotate_cells=0)
 FIG_TWOCOL = FigStyle("twocol", 7.16, 7.0, 300, False, max_facet_cols=6, annotate_cells=30)
 
@@ -765,7 +765,7 @@ def syncs_vs_ratio(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figur
         _split=df[split] if split else 0,
     )
     wide = style.name != "onecol"
-    fig = _fig(style, (0.78, 3.6), 2.4, 3.9)
+    fig = _fig(style, (1.0, 4.0), 2.4, 3.9)
     axes = fig.subplots(1, 2, sharex=True) if wide else fig.subplots(2, 1, sharex=True)
     splits = _levels(df[split]) if split else [0]
     for ax, y, label in (
@@ -870,7 +870,7 @@ def remaining_curves(
 ) -> Figure:
     """Remaining dirty bytes after each sync (log y) against sync number and time."""
     wide = style.name != "onecol"
-    fig = _fig(style, (0.78, 3.9), 2.6, 4.2)
+    fig = _fig(style, (1.0, 4.3), 2.6, 4.2)
     axes = fig.subplots(1, 2, sharey=True) if wide else fig.subplots(2, 1, sharey=True)
     colors = sns.color_palette(SEQUENTIAL, max(len(chosen), 1))
     it = iterations[iterations["scenario_id"].isin(chosen["scenario_id"])]
@@ -945,7 +945,7 @@ def downtime_vs_limit(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Fi
     over = df["downtime_ms"].to_numpy(dtype=float) / np.maximum(df[DL].to_numpy(dtype=float), 1e-9)
     df = df.assign(_capped=capped, _over=over)
     wide = style.name != "onecol"
-    fig = _fig(style, (0.88, 3.8), 2.5, 4.4)
+    fig = _fig(style, (1.0, 4.2), 2.5, 4.4)
     axes = fig.subplots(1, 2, sharey=True) if wide else fig.subplots(2, 1)
     ax = axes[0]
     limits = _levels(df[DL])
@@ -1021,7 +1021,7 @@ def expected_vs_actual(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> F
     df = df[df["converged"]]
     x = np.clip(df["expected_downtime_ms"].to_numpy(dtype=float), 0.1, None)
     y = np.clip(df["downtime_ms"].to_numpy(dtype=float), 0.1, None)
-    side = style.width_in * (0.5 if style.name == "report" else 1.0)
+    side = style.width_in * (0.62 if style.name == "report" else 1.0)
     fig = plt.figure(figsize=(side, side * 0.88), layout="constrained")
     ax = fig.subplots()
     if len(x):

@@ -138,13 +138,17 @@ def planner(
     time_cap_s: float | None = None,
     style: FigStyle = FIG_REPORT,
 ) -> None:
-    """The two planner tables (each as (Parquet, CSV)) and their heatmaps."""
+    """The two planner tables (each as (Parquet, CSV, HTML)) and their heatmaps."""
     df = read_summary(summary)
     levels = plan.swept_levels(df)
     dl = plan.downtime_plan(df, time_cap_s)
     bw = plan.bandwidth_plan(df, time_cap_s)
-    plan.write_table(dl, *downtime_table)
-    plan.write_table(bw, *bandwidth_table)
+    plan.write_table(dl, *downtime_table[:2])
+    plan.write_table(bw, *bandwidth_table[:2])
+    if len(downtime_table) > 2:
+        plan.write_html(dl, downtime_table[2], "Smallest downtime limit that converges")
+    if len(bandwidth_table) > 2:
+        plan.write_html(bw, bandwidth_table[2], "Smallest pre-copy bandwidth that converges")
     with plots.styled(style):
         _timed("planner: downtime limit",
                lambda: plots.planner_downtime_heatmap(dl, levels[plots.DL], style),

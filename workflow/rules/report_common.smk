@@ -31,8 +31,10 @@ def report_targets():
         "results/report/planner/bandwidth.png",
         "results/report/planner/downtime_limit.parquet",
         "results/report/planner/downtime_limit.csv",
+        "results/report/planner/downtime_limit.html",
         "results/report/planner/bandwidth.parquet",
         "results/report/planner/bandwidth.csv",
+        "results/report/planner/bandwidth.html",
     ]
 
 

@@ -19,8 +19,8 @@ out = snakemake.output
 with pipeline.job(snakemake.log[0], snakemake.threads, snakemake.resources.tmpdir):
     report.planner(
         snakemake.input.summary,
-        downtime_table=(out.downtime_parquet, out.downtime_csv),
-        bandwidth_table=(out.bandwidth_parquet, out.bandwidth_csv),
+        downtime_table=(out.downtime_parquet, out.downtime_csv, out.downtime_html),
+        bandwidth_table=(out.bandwidth_parquet, out.bandwidth_csv, out.bandwidth_html),
         downtime_figure=out.downtime_figure,
         bandwidth_figure=out.bandwidth_figure,
         time_cap_s=snakemake.params.time_cap_s,
