@@ -13,6 +13,8 @@ stores each as ``<name>.{run,samples,events,guest}.parquet`` (see :class:`sweep.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -95,14 +97,25 @@ def run_grid(
     names: Iterable[str] | None = None,
     cache_dir: str | Path | None = None,
     log: Any = print,
+    max_busy: float = 0.5,
+    max_wait_s: float = 60.0,
 ) -> pd.DataFrame:
-    """Run the real migrations one after another, write their Parquet files, return the runs."""
+    """Run the real migrations one after another, write their Parquet files, return the runs.
+
+    Before each run it waits (up to ``max_wait_s``) until other work keeps at most
+    ``max_busy`` cores busy: migrations are timing-sensitive and the machine is shared.  Each
+    run records that reading (``host_busy_cores_before``) and the load averages.
+    """
     from .qemu import find_qemu, run_migration
 
     find_qemu()  # fail before any work, with the install hint
     rows = []
     for spec in run_specs(config, names):
+        busy = wait_for_quiet_host(max_busy, max_wait_s)
+        if busy > max_busy:
+            log(f"{spec.name}: other work keeps {busy:.2f} cores busy (waited {max_wait_s:.0f} s)")
         result = run_migration(spec, cache_dir=cache_dir)
+        result.info["host_busy_cores_before"] = busy
         result.write(out_dir)
         row = result.run_row().assign(run=spec.name)
         rows.append(row)
@@ -111,6 +124,35 @@ def run_grid(
             f" ms syncs={result.final.get('ram_dirty_sync_count')}"
         )
     return pd.concat(rows, ignore_index=True)
+
+
+def busy_cores(interval_s: float = 1.0) -> float:
+    """How many cores the host kept busy over ``interval_s`` (from /proc/stat; 0 elsewhere)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval_s)
+        total1, idle1 = sample()
+    except OSError:
+        return 0.0
+    if total1 == total0:
+        return 0.0
+    return (1.0 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
+
+
+def wait_for_quiet_host(max_busy: float, max_wait_s: float) -> float:
+    """Wait until other work keeps at most ``max_busy`` cores busy; return the last reading."""
+    deadline = time.monotonic() + max_wait_s
+    busy = busy_cores()
+    while busy > max_busy and time.monotonic() < deadline:
+        busy = busy_cores(2.0)
+    return busy
 
 
 def load_runs(directory: str | Path, kind: str = "run") -> pd.DataFrame:
@@ -412,7 +454,7 @@ def plot_curves(curves: pd.DataFrame, path: str | Path) -> None:
     for ax, name in zip(axes.flat, names, strict=False):
         c = curves[curves["run"] == name]
         m, r = c[c["source"] == "model"], c[c["source"] == "real"]
-        ax.plot(m["dirty_sync_count"], m["remaining_bytes"] / 2**20, "-", label="model")
+        ax.plot(m["dirty_sync_count"], m["remaining_bytes"] / 2**20, ".-", label="model")
         ax.plot(r["dirty_sync_count"], r["remaining_bytes"] / 2**20, "o", ms=3, label="real")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("dirty-sync-count")

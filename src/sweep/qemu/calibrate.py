@@ -1,13 +1,16 @@
 """Measure the model's machine-dependent inputs on this host, from real migrations.
 
-Four short runs of a filled 512 MiB guest under TCG (QEMU's own trace points on):
+Short runs of a filled 512 MiB guest under TCG (QEMU's own trace points on):
 
 * ``idle``: an idle guest at 128 MiB/s.  Setup time (``migrate`` -> setup complete), the
   duration of each dirty-bitmap sync (``migration_bitmap_sync_start`` -> ``_end``), the
   vCPU-stop cost (``STOP`` event -> final sync start), the non-zero page count of the guest
   (``ram.normal`` of a single pass) and ``ram.total``.
-* ``dirty``: a guest writing 20000 pages/s over 64 MiB: syncs that find dirty pages, and the
-  final copy rate (``downtime-bytes`` / downtime, wall-clock from QEMU's events).
+* ``dirty`` (three repeats): a guest writing 20000 pages/s over 64 MiB: syncs that find dirty
+  pages, and the final copy rate of pages the destination already holds (``downtime-bytes``
+  over final sync end -> ``completed``, from QEMU's trace and events; the median of three).
+  The idle run's final copy, pages the destination receives for the first time, is slower
+  and is reported too (``first_touch_copy_rate_bytes_per_s``).
 * ``unlimited``: max-bandwidth 0 and a 1 ms downtime limit: the rate pre-copy reaches when
   nothing caps it, i.e. the loopback link as the migration thread drives it.
 * ``file``: an idle guest migrated into a file (``exec:cat > FILE``): the stream's length minus
@@ -22,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .driver import RunResult, RunSpec, run_migration
 
@@ -80,12 +82,13 @@ def calibrate(
     workdir: str | Path | None = None,
     out_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run the four calibration migrations and return the measured numbers (see module doc)."""
+    """Run the calibration migrations and return the measured numbers (see module doc)."""
     runs: dict[str, RunResult] = {}
     runs["idle"] = run_migration(_spec("cal-idle"), cache_dir=cache_dir, workdir=workdir)
-    runs["dirty"] = run_migration(
-        _spec("cal-dirty", rate=20000, pattern="seq"), cache_dir=cache_dir, workdir=workdir
-    )
+    for k in range(1, 4):
+        runs[f"dirty{k}"] = run_migration(
+            _spec(f"cal-dirty{k}", rate=20000, pattern="seq"), cache_dir=cache_dir, workdir=workdir
+        )
     runs["unlimited"] = run_migration(
         _spec("cal-unlimited", max_bandwidth=0, downtime_limit_ms=1),
         cache_dir=cache_dir,
@@ -102,9 +105,10 @@ def calibrate(
         for r in runs.values():
             r.write(out_dir)
 
-    idle, dirty, unl, file_ = (runs[k] for k in ("idle", "dirty", "unlimited", "file"))
-    t_idle, t_dirty = summarize_trace(idle), summarize_trace(dirty)
-    syncs = [*t_idle.get("sync_ms", []), *t_dirty.get("sync_ms", [])]
+    idle, unl, file_ = runs["idle"], runs["unlimited"], runs["file"]
+    dirty = [runs[f"dirty{k}"] for k in range(1, 4)]
+    t_idle, t_dirty = summarize_trace(idle), [summarize_trace(r) for r in dirty]
+    syncs = [*t_idle.get("sync_ms", [])] + [x for t in t_dirty for x in t.get("sync_ms", [])]
     cal: dict[str, Any] = {"qemu_version": idle.info["qemu_version"]}
     cal["ram_total_bytes"] = int(idle.final["ram_total"])
     cal["idle_normal_pages"] = int(idle.final["ram_normal"])
@@ -112,18 +116,28 @@ def calibrate(
     cal["fill_bytes"] = round(idle.spec.fill_mib * MiB)
     # non-zero pages the guest did not fill itself: kernel, BIOS data, option ROMs
     cal["nonzero_extra_bytes"] = cal["idle_normal_pages"] * 4096 - cal["fill_bytes"]
+    traced = [t_idle, *t_dirty]
     cal["setup_time_reported_ms"] = [int(r.final["setup_time"]) for r in runs.values()]
-    cal["setup_time_traced_ms"] = [summarize_trace(r).get("setup_ms") for r in (idle, dirty)]
+    cal["setup_time_traced_ms"] = [t.get("setup_ms") for t in traced]
     cal["sync_time_ms_each"] = [round(x, 3) for x in syncs]
     cal["sync_time_ms"] = float(np.median(syncs)) if syncs else None
-    cal["stop_time_ms"] = [t.get("stop_ms") for t in (t_idle, t_dirty)]
-    cal["final_copy_ms"] = [t.get("final_copy_ms") for t in (t_idle, t_dirty)]
-    cal["downtime_reported_ms"] = [int(r.final["downtime"]) for r in (idle, dirty, unl)]
+    cal["stop_time_ms"] = [t.get("stop_ms") for t in traced]
+    cal["stop_time_ms_median"] = float(np.median([x for x in cal["stop_time_ms"] if x]))
+    cal["final_copy_ms"] = [t.get("final_copy_ms") for t in traced]
+    cal["downtime_reported_ms"] = [int(r.final["downtime"]) for r in (idle, *dirty, unl)]
     cal["total_time_idle_ms"] = int(idle.final["total_time"])
     # the final copy runs unthrottled: its rate is the link as the migration thread sees it
-    dt_bytes = float(dirty.final["ram_downtime_bytes"])
-    final_ms = t_dirty.get("final_copy_ms")
-    cal["final_copy_rate_bytes_per_s"] = dt_bytes / (final_ms / 1000.0) if final_ms else None
+    rates = [
+        float(r.final["ram_downtime_bytes"]) / (t["final_copy_ms"] / 1000.0)
+        for r, t in zip(dirty, t_dirty, strict=True)
+        if t.get("final_copy_ms")
+    ]
+    cal["final_copy_rates_bytes_per_s"] = rates
+    cal["final_copy_rate_bytes_per_s"] = float(np.median(rates)) if rates else None
+    idle_ms = t_idle.get("final_copy_ms")
+    cal["first_touch_copy_rate_bytes_per_s"] = (
+        float(idle.final["ram_downtime_bytes"]) / (idle_ms / 1000.0) if idle_ms else None
+    )
     busy_ms = float(unl.final["total_time"]) - float(unl.final["setup_time"])
     cal["unlimited_rate_bytes_per_s"] = float(unl.final["ram_transferred"]) / (busy_ms / 1000.0)
     stream_bytes = file_.info.get("stream_bytes")
@@ -163,6 +177,3 @@ def main() -> None:  # pragma: no cover - a manual entry point
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-
-_ = pd  # pandas frames flow through RunResult

@@ -424,6 +424,7 @@ def _migrate(
     last_active: dict[str, Any] | None = None
     reply: dict[str, Any] = {}
     cancelled_at: float | None = None
+    load_before = os.getloadavg()[0]  # other work on the host disturbs the timings
     t_migrate = time.time()
     src.qmp.execute("migrate", {"uri": uri})
     cap = t_migrate + spec.time_cap_s
@@ -470,6 +471,8 @@ def _migrate(
     guest = serial.frame()
     info = _derive(spec, serial, guest, t_migrate, t_end, events, version, final_status)
     info["dst_status"] = dst_status
+    info["loadavg_before"] = load_before
+    info["loadavg_after"] = os.getloadavg()[0]
     throttle = [x.get("cpu-throttle-percentage", 0) for x in [*samples_raw, reply]]
     info["max_throttle_pct"] = max(throttle)
     onset = [row["t_ms"] for row in samples if row.get("cpu_throttle_percentage", 0) > 0]
