@@ -6,7 +6,8 @@ session on this machine, then each metric is one test per run, so a miss names i
 
 * verdict (converged or cancelled) exactly; total time within 3 %; dirty-sync count within 1;
   transferred bytes within 2 %; downtime loosely (within a factor of 3, it follows host speed);
-* auto-converge: the run completes and the throttle reached the step the model predicts.
+* auto-converge: the run completes and the throttle reached the step the model predicts (its
+  time, syncs and bytes are not held to the tolerances: repeats differ by up to 8 %).
 
 Known model misses are marked ``xfail(strict=True)`` with their cause (docs/validation.md):
 they are findings for the engine, and the mark turns into a failure once the engine is fixed.
@@ -36,7 +37,20 @@ pytestmark = [
 ]
 
 # (run, metric) -> cause.  Each is explained with the real counters in docs/validation.md.
-KNOWN_MISSES: dict[tuple[str, str], str] = {}
+_SCAN_ORDER = (
+    "model miss (docs/validation.md, 'Scan order'): QEMU sends queued pages in address order "
+    "from where its cursor stopped, so pages left at a sync go out before the ones the sync "
+    "adds; the model drains them in proportion and over-counts new dirty pages"
+)
+KNOWN_MISSES: dict[tuple[str, str], str] = {
+    ("rand-40k", "total_time"): _SCAN_ORDER,
+    ("rand-40k", "dirty_sync_count"): _SCAN_ORDER,
+    ("rand-40k", "transferred"): _SCAN_ORDER,
+}
+AUTO_CONVERGE = [r["name"] for r in CONFIG["runs"] if r.get("auto_converge")]
+# The throttle's steps make auto-converge runs chaotic (repeats differ by up to 8 % in time):
+# for them the suite checks the verdict, completion and the throttle step, as issue 5 asks.
+STRICT = [r for r in CI_RUNS if r not in AUTO_CONVERGE]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +64,7 @@ def comparison(tmp_path_factory):
 
 def _cases(metric: str, runs: list[str] | None = None):
     cases = []
-    for run in runs or CI_RUNS:
+    for run in CI_RUNS if runs is None else runs:
         cause = KNOWN_MISSES.get((run, metric))
         marks = [pytest.mark.xfail(strict=True, reason=cause)] if cause else []
         cases.append(pytest.param(run, id=run, marks=marks))
@@ -63,7 +77,7 @@ def test_verdict(comparison, run):
     assert row["real_converged"] == row["model_converged"]
 
 
-@pytest.mark.parametrize("run", _cases("total_time"))
+@pytest.mark.parametrize("run", _cases("total_time", STRICT))
 def test_total_time_within_3_percent(comparison, run):
     row = comparison.loc[run]
     assert abs(row["total_time_error"]) <= 0.03, (
@@ -71,7 +85,7 @@ def test_total_time_within_3_percent(comparison, run):
     )
 
 
-@pytest.mark.parametrize("run", _cases("dirty_sync_count"))
+@pytest.mark.parametrize("run", _cases("dirty_sync_count", STRICT))
 def test_dirty_sync_count_within_1(comparison, run):
     row = comparison.loc[run]
     assert abs(row["dirty_sync_count_error"]) <= 1, (
@@ -79,7 +93,7 @@ def test_dirty_sync_count_within_1(comparison, run):
     )
 
 
-@pytest.mark.parametrize("run", _cases("transferred"))
+@pytest.mark.parametrize("run", _cases("transferred", STRICT))
 def test_transferred_bytes_within_2_percent(comparison, run):
     row = comparison.loc[run]
     assert abs(row["transferred_error"]) <= 0.02, (
@@ -96,9 +110,6 @@ def test_downtime_loosely(comparison, run):
     assert 1 / 3 <= ratio <= 3, (
         f"real {row['real_downtime_ms']:.0f} ms, model {row['model_downtime_ms']:.0f} ms"
     )
-
-
-AUTO_CONVERGE = [r["name"] for r in CONFIG["runs"] if r.get("auto_converge")]
 
 
 @pytest.mark.parametrize("run", _cases("throttle", [r for r in CI_RUNS if r in AUTO_CONVERGE]))

@@ -42,12 +42,13 @@ MiB = 2**20
 PAGE = 4096
 WIRE_NORMAL = PAGE + 8
 PATTERNS = {"seq": "sequential", "rand": "uniform"}
-# metric -> (real column, model column, kind): kind "rel" = relative error, "abs" = difference
+# metric -> (real column, model column, kind, unit): "rel" = relative error (in the table in
+# %), "abs" = difference.  Downtime is absolute: QEMU reports whole ms, often only 1-30.
 METRICS = {
-    "total_time": ("real_total_time_ms", "model_total_time_ms", "rel"),
-    "dirty_sync_count": ("real_dirty_sync_count", "model_dirty_sync_count", "abs"),
-    "transferred": ("real_transferred_bytes", "model_transferred_bytes", "rel"),
-    "downtime": ("real_downtime_ms", "model_downtime_ms", "rel"),
+    "total_time": ("real_total_time_ms", "model_total_time_ms", "rel", "%"),
+    "dirty_sync_count": ("real_dirty_sync_count", "model_dirty_sync_count", "abs", "syncs"),
+    "transferred": ("real_transferred_bytes", "model_transferred_bytes", "rel", "%"),
+    "downtime": ("real_downtime_ms", "model_downtime_ms", "abs", "ms"),
 }
 
 
@@ -300,7 +301,7 @@ def compare_runs(runs: pd.DataFrame, model: Any) -> pd.DataFrame:
             }
         )
         row["verdict_match"] = row["real_converged"] == row["model_converged"]
-        for metric, (real_col, model_col, kind) in METRICS.items():
+        for metric, (real_col, model_col, kind, _) in METRICS.items():
             real, pred = row[real_col], row[model_col]
             if kind == "rel":
                 row[f"{metric}_error"] = (pred - real) / real if real else np.nan
@@ -313,11 +314,11 @@ def compare_runs(runs: pd.DataFrame, model: Any) -> pd.DataFrame:
 
 
 def fidelity_table(comparison: pd.DataFrame) -> pd.DataFrame:
-    """Median and maximum absolute error per metric (relative %, or syncs), plus verdicts."""
+    """Median and maximum absolute error per metric (%, syncs or ms), plus wrong verdicts."""
     rows = []
-    for metric, (_, _, kind) in METRICS.items():
+    for metric, (_, _, kind, unit) in METRICS.items():
         err = comparison[f"{metric}_error"].astype(float).abs().dropna()
-        scale, unit = (100.0, "%") if kind == "rel" else (1.0, "syncs")
+        scale = 100.0 if kind == "rel" else 1.0
         worst = comparison.loc[err.idxmax(), "run"] if len(err) else ""
         rows.append(
             {
@@ -428,7 +429,7 @@ def plot_metrics(comparison: pd.DataFrame, path: str | Path) -> None:
     """Real versus model for the four metrics, one panel each; red marks a wrong verdict."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(16, 4))
-    for ax, (metric, (real_col, model_col, _)) in zip(axes, METRICS.items(), strict=True):
+    for ax, (metric, (real_col, model_col, _, _)) in zip(axes, METRICS.items(), strict=True):
         real, model = comparison[real_col].astype(float), comparison[model_col].astype(float)
         colors = np.where(comparison["verdict_match"], "tab:blue", "tab:red")
         ax.scatter(real, model, c=colors, s=18)
