@@ -42,6 +42,9 @@ MiB = 2**20
 PAGE = 4096
 WIRE_NORMAL = PAGE + 8
 PATTERNS = {"seq": "sequential", "rand": "uniform"}
+# A run whose pre-copy fell this far below max-bandwidth was starved by other work on the host
+# (undisturbed runs reach 1.0002: the rate limiter overshoots its budget by about 2.4 kB).
+DISTURBED_BELOW = 0.995
 # metric -> (real column, model column, kind, unit): "rel" = relative error (in the table in
 # %), "abs" = difference.  Downtime is absolute: QEMU reports whole ms, often only 1-30.
 METRICS = {
@@ -307,8 +310,13 @@ def compare_runs(runs: pd.DataFrame, model: Any) -> pd.DataFrame:
                 row[f"{metric}_error"] = (pred - real) / real if real else np.nan
             else:
                 row[f"{metric}_error"] = pred - real
-        for key in ("ring_phase_at_migrate", "rate_before_migrate", "rate_during_migration"):
+        for key in (
+            "ring_phase_at_migrate", "rate_before_migrate", "rate_during_migration",
+            "precopy_rate_ratio", "host_busy_cores_before",
+        ):  # fmt: skip
             row[key] = run.get(key)
+        ratio = row["precopy_rate_ratio"]
+        row["disturbed"] = ratio is not None and bool(ratio < DISTURBED_BELOW)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -328,6 +336,18 @@ def fidelity_table(comparison: pd.DataFrame) -> pd.DataFrame:
                 "median_abs_error": float(err.median() * scale) if len(err) else np.nan,
                 "max_abs_error": float(err.max() * scale) if len(err) else np.nan,
                 "worst_run": worst,
+            }
+        )
+    if "disturbed" in comparison.columns:
+        disturbed = comparison["disturbed"].astype(bool)
+        rows.append(
+            {
+                "metric": "disturbed",
+                "unit": "runs",
+                "runs": len(disturbed),
+                "median_abs_error": np.nan,
+                "max_abs_error": float(disturbed.sum()),
+                "worst_run": ",".join(comparison.loc[disturbed, "run"]),
             }
         )
     matches = comparison["verdict_match"]
@@ -403,8 +423,9 @@ def fidelity_markdown(table: pd.DataFrame, comparison: pd.DataFrame) -> str:
     ]
     for _, c in comparison.iterrows():
         verdict = {True: "converged", False: "cancelled"}
+        flag = " (disturbed)" if c.get("disturbed", False) else ""
         lines.append(
-            f"| {c['run']} | {verdict[bool(c['real_converged'])]} | "
+            f"| {c['run']}{flag} | {verdict[bool(c['real_converged'])]} | "
             f"{verdict[bool(c['model_converged'])]} | "
             f"{c['real_total_time_ms']:.0f} / {c['model_total_time_ms']:.0f} "
             f"({c['total_time_error'] * 100:+.1f} %) | "
@@ -476,7 +497,7 @@ def table_html(table: pd.DataFrame, comparison: pd.DataFrame, path: str | Path) 
         "total_time_error", "real_dirty_sync_count", "model_dirty_sync_count",
         "real_transferred_bytes", "model_transferred_bytes", "transferred_error",
         "real_downtime_ms", "model_downtime_ms", "downtime_error", "ring_phase_at_migrate",
-        "rate_during_migration",
+        "rate_during_migration", "precopy_rate_ratio", "disturbed",
     ]  # fmt: skip
     html = (
         "<html><head><meta charset='utf-8'><title>Fidelity</title></head><body>"
