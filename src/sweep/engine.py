@@ -44,8 +44,11 @@ __all__ = ["ChunkResult", "run_chunk"]
 CONSTANTS = (
     "idx", "P", "wire_normal", "W", "pattern", "w", "L", "slice_bytes", "budget", "DL", "Bsw",
     "S_dev", "setup_us", "sync_us", "stop_us", "max_time_us", "max_iterations", "auto_converge",
-    "dirty_limit", "quota", "periodic", "sync_le", "complete_le", "trigger_pct", "ac_initial",
-    "ac_increment", "ac_max", "tailslow",
+    "dirty_limit", "quota", "periodic", "sync_le", "complete_le", "device_in_transferred",
+    "trigger_pct", "ac_initial", "ac_increment", "ac_max", "tailslow",
+    # a regular window (see regular_window)
+    "one_slice", "cap1", "window_bytes", "regular_bandwidth", "regular_threshold",
+    "regular_expected_bw",
 )  # fmt: skip
 STATE = (
     "t", "R_z", "R_c", "R_h", "X", "precopy_bytes", "normal_pages", "zero_pages", "sync_count",
@@ -121,9 +124,9 @@ def _init(frame: pd.DataFrame) -> State:
     col = {c: frame[c].to_numpy() for c in frame.columns}
     f8 = lambda name: col[name].astype(np.float64)  # noqa: E731
     i8 = lambda name: col[name].astype(np.int64)  # noqa: E731
-    versions = {v: parse_version(v) for v in pd.unique(frame["qemu_version"].astype(str))}
-    label = frame["qemu_version"].astype(str).to_numpy()
-    flag = lambda attr: np.array([getattr(versions[v], attr) for v in label], dtype=bool)  # noqa: E731
+    version_of, labels = pd.factorize(frame["qemu_version"].astype(str))
+    versions = [parse_version(v) for v in labels]
+    flag = lambda attr: np.array([getattr(v, attr) for v in versions], dtype=bool)[version_of]  # noqa: E731
 
     st.idx = np.arange(n)
     st.P = f8("page_size_bytes")
@@ -131,7 +134,8 @@ def _init(frame: pd.DataFrame) -> State:
     N = f8("ram_size_bytes") / st.P
     st.W = f8("working_set_size_bytes") / st.P
     zero = N - f8("nonzero_size_bytes") / st.P
-    st.pattern = pattern_code(frame["write_pattern"].astype(str).to_numpy())
+    pattern_of, patterns = pd.factorize(frame["write_pattern"].astype(str))
+    st.pattern = pattern_code(list(patterns))[pattern_of]
     st.w = f8("dirty_rate_pages_per_s")
     st.L = f8("link_bandwidth_bytes_per_s") / 1e6
     st.slice_bytes = st.L * C.MAX_WAIT_US
@@ -149,6 +153,7 @@ def _init(frame: pd.DataFrame) -> State:
     st.dirty_limit = col["dirty_limit"].astype(bool)
     st.quota = f8("vcpus") * f8("vcpu_dirty_limit_mib_per_s") * 2**20 / st.P
     st.periodic = flag("periodic_sync") & st.auto_converge
+    st.device_in_transferred = flag("device_state_in_transferred")
     st.sync_le = flag("sync_when_equal")
     st.complete_le = flag("complete_when_equal")
     st.trigger_pct = f8("throttle_trigger_threshold_pct")
@@ -156,6 +161,8 @@ def _init(frame: pd.DataFrame) -> State:
     st.ac_increment = i8("cpu_throttle_increment_pct")
     st.ac_max = i8("max_cpu_throttle_pct")
     st.tailslow = col["cpu_throttle_tailslow"].astype(bool)
+
+    regular_window(st)
 
     zeros = lambda: np.zeros(n)  # noqa: E731
     st.R_z, st.R_c, st.R_h = zero, N - zero - st.W, st.W.copy()
@@ -181,6 +188,22 @@ def _init(frame: pd.DataFrame) -> State:
     return st
 
 
+def regular_window(st: State) -> None:
+    """What a window that starts with a fresh budget and decides nothing does: per-scenario
+    constants, computed exactly as ram_save_iterate and update_counters would."""
+    limited = st.budget != 0
+    left1 = np.where(limited, st.budget, np.inf)
+    st.one_slice = limited & num.at_most(left1, st.slice_bytes)
+    st.cap1 = np.where(st.one_slice, left1, st.slice_bytes)
+    left2 = np.where(limited, st.budget - st.cap1, np.inf)
+    second_bound = limited & num.at_most(left2, st.slice_bytes)
+    cap2 = np.where(st.one_slice, 0.0, np.where(second_bound, left2, st.slice_bytes))
+    st.window_bytes = np.where(st.one_slice, st.cap1, st.cap1 + cap2)
+    st.regular_bandwidth = st.window_bytes / (C.BUFFER_DELAY_US / 1000.0)
+    st.regular_expected_bw = np.where(st.Bsw != 0, st.Bsw / 1000.0, st.regular_bandwidth)
+    st.regular_threshold = num.floor(st.regular_expected_bw * st.DL)
+
+
 class Engine:
     """The loop of :mod:`sweep.reference`, one method per QEMU function, over index sets."""
 
@@ -191,10 +214,6 @@ class Engine:
         self.out["status"] = np.zeros(n, dtype=np.int8)
         self.out["dirty_sync_count"] = np.zeros(n, dtype=np.int64)
         self.out["throttle_pct"] = np.zeros(n, dtype=np.int64)
-        self.device_in_transferred = np.array(
-            [parse_version(v).device_state_in_transferred
-             for v in frame["qemu_version"].astype(str)], dtype=bool,
-        )  # fmt: skip
         self.downtime_ms = np.full(n, np.nan)
         self.downtime_bytes = np.zeros(n)
         self.total_time_ms = np.full(n, np.nan)
@@ -445,7 +464,7 @@ class Engine:
         transferred = st.X[i]
         if status == COMPLETED:
             transferred = np.where(
-                self.device_in_transferred[rows], transferred, transferred - st.S_dev[i]
+                st.device_in_transferred[i], transferred, transferred - st.S_dev[i]
             )
         out["transferred_bytes"][rows] = transferred
         out["precopy_bytes"][rows] = st.precopy_bytes[i]
@@ -459,15 +478,16 @@ class Engine:
 
     # --- the shortcut ----------------------------------------------------------------------------
     def jump_quiet_windows(self) -> None:
-        """Take every run of regular windows that no decision, cap or timer can interrupt.
+        """Take every run of regular windows (and slices) that nothing can interrupt.
 
         A window is regular when it starts with a fresh budget (t == win_start): it then sends
-        ``cap1 + cap2`` bytes in exactly 100 ms, the same as every following one, so k windows
-        move R, X and t linearly.  k is bounded so that the queue at every decision point of
-        the jump stays more than one page above max(threshold now, threshold of a regular
-        window): no sync and no switchover can happen inside, and the ordinary passes make the
-        decisions near the threshold.  The stop at min(max_time, next timer tick) keeps the
-        manager and the 5 s timer exact as well.
+        ``cap1 + cap2`` bytes in exactly 100 ms, the same as every following one, so the queue,
+        the counters and the clock move linearly.  The jump passes every decision point (the
+        start of each slice) at which the queue is provably more than one page above
+        max(threshold now, threshold of a regular window), and lands on the first one that is
+        not: there the ordinary pass decides exactly as the reference does.  It may land after
+        the first slice of a window.  It never passes min(max_time, next timer tick), so the
+        manager and the 5 s timer stay exact too.
         """
         st = self.st
         fresh = st.live & (st.t == st.win_start) & (st.win_bytes == 0)
@@ -475,38 +495,51 @@ class Engine:
         i = np.flatnonzero(fresh)
         if i.size == 0:
             return
-        slice_bytes, budget = st.slice_bytes[i], st.budget[i]
-        limited = budget != 0
-        # The two slices of a fresh window, exactly as ram_save_iterate computes their caps.
-        left1 = np.where(limited, budget, np.inf)
-        one_slice = limited & num.at_most(left1, slice_bytes)
-        cap1 = np.where(one_slice, left1, slice_bytes)
-        left2 = np.where(limited, budget - cap1, np.inf)
-        second_bound = limited & num.at_most(left2, slice_bytes)
-        cap2 = np.where(one_slice, 0.0, np.where(second_bound, left2, slice_bytes))
-        window_bytes = np.where(one_slice, cap1, cap1 + cap2)
-        Bsw = st.Bsw[i]
-        bandwidth = window_bytes / (C.BUFFER_DELAY_US / 1000.0)
-        expected_bw_per_ms = np.where(Bsw != 0, Bsw / 1000.0, bandwidth)
-        threshold = num.floor(expected_bw_per_ms * st.DL[i])
+        one_slice, cap1, window_bytes = st.one_slice[i], st.cap1[i], st.window_bytes[i]
+        threshold = st.regular_threshold[i]
 
         need = self.wire_bytes(i)
         pages = self.remaining(i)
         cost = need / np.where(pages > 0, pages, 1.0)  # wire bytes per page: constant here
         guard = (np.maximum(threshold, st.threshold[i]) / st.P[i] + 1.0) * cost
-        before_last = np.where(one_slice, 0.0, cap1)
-        k = np.floor((need - before_last - guard) / window_bytes)
-        horizon = np.minimum(st.max_time_us[i], st.next_tick[i])
-        k = np.minimum(k, (horizon - st.t[i]) // C.BUFFER_DELAY_US)
-        take = k >= 1
-        i, k = i[take], k[take].astype(np.int64)
+        # Decision points: window j's first slice starts after j windows' bytes, its second
+        # after cap1 more.  Count the quiet ones of each kind: j with j * window_bytes below
+        # need - guard, i.e. ceil(x) of them (the one-page margin in the guard absorbs noise).
+        x = (need - guard) / window_bytes
+        first = np.maximum(np.ceil(x), 0.0)
+        second = np.where(one_slice, first, np.maximum(np.ceil(x - cap1 / window_bytes), 0.0))
+        # Whole windows, then one more first slice when first == second + 1 ...
+        # ... without emptying the queue (a slice that would is left to an ordinary pass:
+        # the pass ends early there) and without reaching the cap or the timer.
+        room = need - cost
+        # The 5 s timer: a tick syncs only if no sync happened since the previous tick (and
+        # not in the first pass).  No sync happens inside a jump, so the jump may cross ticks
+        # up to the first one that would sync.
+        next_tick = st.next_tick[i]
+        stale = (st.sync_count[i] > 1) & (st.sync_count[i] == st.prev_sync_cnt[i])
+        syncing_tick = np.where(
+            st.periodic[i] & (st.sync_count[i] > 1),
+            np.where(stale, next_tick, next_tick + C.PERIODIC_SYNC_US),
+            NEVER,
+        )
+        horizon = np.minimum(st.max_time_us[i], syncing_tick) - st.t[i]
+        k = np.minimum(second, np.floor(room / window_bytes))
+        k = np.maximum(np.minimum(k, horizon // C.BUFFER_DELAY_US), 0).astype(np.int64)
+        extra = (
+            (first > k)
+            & ~one_slice
+            & (k * window_bytes + cap1 <= room)
+            & (k * C.BUFFER_DELAY_US + C.MAX_WAIT_US <= horizon)
+        ).astype(np.int64)
+        take = (k >= 1) | (extra == 1)
+        i, k, extra = i[take], k[take], extra[take]
         if i.size == 0:
             return
-        window_bytes, need, cost = window_bytes[take], need[take], cost[take]
-        bandwidth, threshold = bandwidth[take], threshold[take]
-        expected_bw_per_ms = expected_bw_per_ms[take]
+        window_bytes, need, cost, cap1 = window_bytes[take], need[take], cost[take], cap1[take]
+        next_tick, syncing_tick = next_tick[take], syncing_tick[take]
 
-        sent = k * window_bytes
+        tail = np.where(extra == 1, cap1, 0.0)  # the lone first slice, if any
+        sent = k * window_bytes + tail
         keep = (need - sent) / need
         gone = 1.0 - keep
         st.zero_pages[i] += st.R_z[i] * gone
@@ -517,17 +550,26 @@ class Engine:
         t0, x0 = st.t[i], st.X[i]
         st.X[i] = x0 + sent
         st.precopy_bytes[i] += sent
-        st.t[i] = t0 + k * C.BUFFER_DELAY_US
-        st.win_start[i] = st.t[i]
-        st.bandwidth[i] = bandwidth
-        st.threshold[i] = threshold
-        st.mbps[i] = window_bytes * 8.0 / (C.BUFFER_DELAY_US / 1e6) / 1e6
-        st.pages_per_second[i] = window_bytes / cost / (C.BUFFER_DELAY_US / 1e6)
-        update = (st.dirty_pages_rate[i] != 0) & (window_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
+        st.win_start[i] = t0 + k * C.BUFFER_DELAY_US
+        st.t[i] = st.win_start[i] + extra * C.MAX_WAIT_US
+        st.win_bytes[i] = tail
+        st.win_pages[i] = tail / cost
+        # Ticks crossed were no-ops: as timer_tick would, note the sync count, move on.
+        landed = st.t[i]
+        crossed = next_tick <= landed
+        after = next_tick + ((landed - next_tick) // C.PERIODIC_SYNC_US + 1) * C.PERIODIC_SYNC_US
+        st.next_tick[i] = np.where(crossed, np.minimum(after, syncing_tick), next_tick)
+        st.prev_sync_cnt[i] = np.where(crossed, st.sync_count[i], st.prev_sync_cnt[i])
+        # Counters of the last whole window, for those that crossed one.
+        w = k >= 1
+        j = i[w]
+        st.bandwidth[j] = st.regular_bandwidth[j]
+        st.threshold[j] = st.regular_threshold[j]
+        st.mbps[j] = window_bytes[w] * 8.0 / (C.BUFFER_DELAY_US / 1e6) / 1e6
+        st.pages_per_second[j] = window_bytes[w] / cost[w] / (C.BUFFER_DELAY_US / 1e6)
+        update = w & (st.dirty_pages_rate[i] != 0) & (window_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
         j = i[update]
-        st.expected_downtime[j] = num.floor(
-            st.dirty_bytes_last_sync[j] / expected_bw_per_ms[update]
-        )
+        st.expected_downtime[j] = num.floor(st.dirty_bytes_last_sync[j] / st.regular_expected_bw[j])
         if self.samples is not None:
             self.record_jump_samples(i, k, t0, x0, window_bytes, need, cost)
 

@@ -1,0 +1,184 @@
+"""``python -m sweep.bench``: what the engine costs, measured on the perf sweep.
+
+A benchmark, not a test: it prints figures and asserts nothing.  For 10^4, 10^5 and 10^6
+scenarios taken evenly from ``config/perf.yaml`` (by default) it reports
+
+* engine throughput in scenarios per second per core (CPU time of one process: the engine is
+  single-threaded numpy), for the engine alone and with the output tables built;
+* the speed-up over the scalar reference on the same 10^4 scenarios (both in this process);
+* peak RSS of one pipeline ``simulate`` job (a subprocess running one chunk of the config) and
+  the bytes per scenario of the Parquet files it writes.
+
+The machine is noisy: compare before and after a change in one run (``--compare REV`` is not
+offered; check out the other revision in a worktree and run both back to back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import api, grid
+from .engine import run_chunk
+from .reference import simulate_reference
+
+__all__ = ["main"]
+
+
+def _subset(rows: pd.DataFrame, n: int) -> pd.DataFrame:
+    """n scenarios drawn at random (seed 0) and kept in grid order.
+
+    Not every k-th row: with k a multiple of an inner axis' length, that would pick one value
+    of that axis only.
+    """
+    if n >= len(rows):
+        return rows.reset_index(drop=True)
+    picks = np.sort(np.random.default_rng(0).choice(len(rows), n, replace=False))
+    return rows.iloc[picks].reset_index(drop=True)
+
+
+def _engine_rate(canonical: pd.DataFrame, chunk_size: int, tables: bool) -> dict[str, float]:
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    rows = 0
+    for start in range(0, len(canonical), chunk_size):
+        chunk = canonical.iloc[start : start + chunk_size].reset_index(drop=True)
+        raw = run_chunk(chunk)
+        rows += len(raw.iterations["row"])
+        if tables:
+            api.tables_from_chunk(chunk, raw)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return {"cpu_s": cpu, "wall_s": wall, "per_core": len(canonical) / cpu, "rows": rows}
+
+
+def _reference_rate(canonical: pd.DataFrame) -> float:
+    records = canonical.to_dict("records")
+    cpu0 = time.process_time()
+    for row in records:
+        simulate_reference(row)
+    return len(records) / (time.process_time() - cpu0)
+
+
+def _one_job(config_path: Path, chunk: int) -> dict[str, Any]:
+    """Run one simulate job as the pipeline does, in a fresh process; its RSS and outputs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        code = (
+            "import sys, yaml; from sweep import pipeline; "
+            "config = yaml.safe_load(open(sys.argv[1])); "
+            "pipeline.simulate_chunk(config, int(sys.argv[2]), sys.argv[3], sys.argv[4])"
+        )
+        summary, iterations = out / "summary.parquet", out / "iterations.parquet"
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", code, str(config_path), str(chunk), summary, iterations],
+            check=True,
+        )
+        wall = time.perf_counter() - started
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        return {
+            "wall_s": wall,
+            "peak_rss_mib": peak_kib / 1024,
+            "summary_bytes": summary.stat().st_size,
+            "iterations_bytes": iterations.stat().st_size,
+        }
+
+
+def run(config_path: Path, sizes: Sequence[int], reference: int, job: bool) -> dict[str, Any]:
+    config = yaml.safe_load(config_path.read_text())
+    layout = grid.plan(config)
+    chunk_size = layout.chunk_size
+    started = time.perf_counter()
+    every = layout.rows(0, layout.size)
+    print(
+        f"{config_path}: {layout.size:,} scenarios, chunks of {chunk_size:,}; "
+        f"grid rows built in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+    report: dict[str, Any] = {
+        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, numpy {np.__version__}",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "sizes": {},
+    }
+    print(report["machine"], report["date"], flush=True)
+    print(
+        f"{'scenarios':>10} {'engine/core':>12} {'+tables/core':>13} {'us/scenario':>12} "
+        f"{'sync rows/scen':>15}",
+        flush=True,
+    )
+    smallest = None
+    for n in sizes:
+        canonical = api.prepare(_subset(every, min(n, layout.size)))
+        engine = _engine_rate(canonical, chunk_size, tables=False)
+        full = _engine_rate(canonical, chunk_size, tables=True)
+        report["sizes"][n] = {"engine": engine, "with_tables": full}
+        print(
+            f"{len(canonical):>10,} {engine['per_core']:>12,.0f} {full['per_core']:>13,.0f} "
+            f"{1e6 / engine['per_core']:>12.1f} {engine['rows'] / len(canonical):>15.1f}",
+            flush=True,
+        )
+        if smallest is None:
+            smallest = (canonical, engine)
+    if reference and smallest is not None:
+        canonical, engine = smallest
+        sample = _subset(canonical, reference)
+        ref_rate = _reference_rate(sample)
+        same = _engine_rate(sample, chunk_size, tables=False)["per_core"]
+        report["reference"] = {"scenarios": len(sample), "per_core": ref_rate, "engine": same}
+        print(
+            f"reference: {ref_rate:,.0f} scenarios/s on the same {len(sample):,} scenarios; "
+            f"engine {same:,.0f}/s: speed-up {same / ref_rate:,.0f}x",
+            flush=True,
+        )
+    if job:
+        measured = _one_job(config_path, 0)
+        start, stop = layout.chunk_range(0)
+        n = stop - start
+        measured["scenarios"] = n
+        report["job"] = measured
+        per = (measured["summary_bytes"] + measured["iterations_bytes"]) / n
+        print(
+            f"one simulate job ({n:,} scenarios): {measured['wall_s']:.1f} s, peak RSS "
+            f"{measured['peak_rss_mib']:.0f} MiB; Parquet {per:.0f} bytes/scenario "
+            f"(summary {measured['summary_bytes'] / n:.0f}, iterations "
+            f"{measured['iterations_bytes'] / n:.0f})",
+            flush=True,
+        )
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sweep.bench", description=__doc__)
+    parser.add_argument("--config", type=Path, default=Path("config/perf.yaml"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument(
+        "--reference",
+        type=int,
+        default=10_000,
+        help="scenarios of the smallest size to run through the scalar reference (0: skip)",
+    )
+    parser.add_argument("--no-job", action="store_true", help="skip the simulate-job probe")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args(argv)
+    report = run(args.config, args.sizes, args.reference, not args.no_job)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
