@@ -102,9 +102,8 @@ class ChunkResult:
 class _Recorder:
     """Collects event rows (syncs, samples) as lists of arrays, concatenated once at the end."""
 
-    def __init__(self, fields: tuple[str, ...], order_by: str) -> None:
+    def __init__(self, fields: tuple[str, ...]) -> None:
         self.fields = ("row", *fields)
-        self.order_by = order_by
         self.parts: dict[str, list[np.ndarray]] = {f: [] for f in self.fields}
 
     def add(self, **columns: np.ndarray) -> None:
@@ -112,8 +111,10 @@ class _Recorder:
             self.parts[name].append(np.asarray(columns[name]))
 
     def table(self) -> dict[str, np.ndarray]:
+        """Rows grouped by scenario; a stable sort keeps each scenario's rows in the order
+        they happened (every pass appends its events in time order)."""
         cols = {f: np.concatenate(p) if p else np.empty(0) for f, p in self.parts.items()}
-        order = np.lexsort((cols[self.order_by], cols["row"]))
+        order = np.argsort(cols["row"], kind="stable")
         return {f: c[order] for f, c in cols.items()}
 
 
@@ -217,8 +218,8 @@ class Engine:
         self.downtime_ms = np.full(n, np.nan)
         self.downtime_bytes = np.zeros(n)
         self.total_time_ms = np.full(n, np.nan)
-        self.syncs = _Recorder(ITERATION_FIELDS, "dirty_sync_count")
-        self.samples = _Recorder(SAMPLE_FIELDS, "time_us") if record_samples else None
+        self.syncs = _Recorder(ITERATION_FIELDS)
+        self.samples = _Recorder(SAMPLE_FIELDS) if record_samples else None
         self.bitmap_sync(np.arange(n), SYNC_SETUP, cost=False)
 
     # --- helpers --------------------------------------------------------------------------
