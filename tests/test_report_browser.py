@@ -65,11 +65,11 @@ class Browser:
 
         args = [CHROMIUM, *FLAGS, f"--user-data-dir={self.profile}",
                 f"--window-size={width},{height}", "about:blank"]  # fmt: skip
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(
             args,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=wire,  # noqa: PLW1509
+            preexec_fn=wire,
             close_fds=False,
         )
         os.close(to_chrome_r)
@@ -265,12 +265,20 @@ def walk_report(html: Path, shots: Path | None = None, width: int = 1400,
     return seen
 
 
+@pytest.fixture(scope="session")
+def built_report(tmp_path_factory):
+    """The tiny sweep's report, built once per session (shared with tests/test_report.py)."""
+    from test_report import build_report
+
+    return build_report(tmp_path_factory.getbasetemp())
+
+
 @pytest.mark.chromium
 @pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
+                    "(apt-get install chromium)")  # fmt: skip
 def test_report_opens_in_chromium(built_report, tmp_path):
     """Every flagged output shows up in the browser, and nothing is logged as an error."""
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     html, flagged = built_report
     seen = walk_report(html, tmp_path / "shots")
     assert seen["problems"] == [], seen["problems"]

@@ -56,7 +56,7 @@ def smallest_working(
     if "ram_size_bytes" in df and "ram_size_bytes" not in keys:
         keys.insert(0, "ram_size_bytes")
     keys += cell
-    works = df["converged"].to_numpy(dtype=bool)
+    works = df["converged"].to_numpy(dtype=bool, copy=True)
     if time_cap_s is not None:
         works &= df["total_time_ms"].to_numpy(dtype=float) <= time_cap_s * 1000.0
     exceeded = df["downtime_exceeded"].astype("Float64").fillna(0.0).astype(float)

@@ -686,7 +686,7 @@ def violation_share(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figu
         xlabel=dirty_label, ylabel="pre-copy bandwidth (Gbit/s)",
         xfmt=dirty_fmt, yfmt=fmt_bitrate, col_title=lambda c: f"limit {fmt_ms(c)}",
         row_title=_row_title(row),
-        cbar_label="share of converged scenarios with downtime > limit",
+        cbar_label="converged scenarios with downtime > limit (%)",
         cbar_ticks=[0, 0.25, 0.5, 0.75, 1],
         cbar_ticklabels=["0 %", "25 %", "50 %", "75 %", "100 %"],
         legend=legend,
@@ -716,6 +716,8 @@ def _ratio_bins(ratio: np.ndarray, most: int = 40) -> tuple[np.ndarray, np.ndarr
 def _quantile_lines(
     df: pd.DataFrame, x: str, y: str, by: str
 ) -> pd.DataFrame:  # columns: by, x, q25, q50, q75, n
+    if df.empty:
+        return pd.DataFrame(columns=[by, "_bin", "q25", "q50", "q75", "n", x])
     idx, centres = _ratio_bins(df[x].to_numpy(dtype=float))
     g = df.assign(_bin=idx).groupby([by, "_bin"], observed=True, sort=True)[y]
     out = g.quantile([0.25, 0.5, 0.75]).unstack()
@@ -772,7 +774,7 @@ def syncs_vs_ratio(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figur
         (
             axes[0],
             "dirty_sync_count",
-            _short(style, "dirty syncs (dirty-sync-count)", "dirty syncs"),
+            _short(style, "dirty syncs (dirty-sync-count)", "dirty syncs (count)"),
         ),
         (
             axes[1],
@@ -1005,7 +1007,8 @@ def downtime_vs_limit(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Fi
         ax.set_yscale("log")
     ax.grid(True, which="major")
     title = "limit" if len(shown) == len(limits) else f"limit ({len(shown)} of {len(limits)})"
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, title=title)
+    if ax.lines:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, title=title)
     _log_axis(axes[0].yaxis, lambda v: f"{v:g}{TIMES}")
     if not wide:
         _log_axis(axes[1].yaxis, lambda v: f"{v:g}{TIMES}")
@@ -1033,7 +1036,7 @@ def expected_vs_actual(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> F
                              norm=mcolors.LogNorm(1, max(counts.max(), 10)),
                              rasterized=True)  # fmt: skip
         cbar = fig.colorbar(mesh, ax=ax, pad=0.01)
-        cbar.set_label("converged scenarios per cell")
+        cbar.set_label("converged scenarios per cell (count)")
         ax.plot(edges[[0, -1]], edges[[0, -1]], color=OKABE_ITO[1], lw=1.0, ls="--")
         ratio = np.median(y / x)
         above = np.mean(y > x)

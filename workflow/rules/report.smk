@@ -93,7 +93,8 @@ rule report_downtime:
 
 rule report_planner:
     """What settings a guest needs: the smallest downtime limit per (bandwidth, dirty rate)
-    and the smallest bandwidth per (downtime limit, dirty rate), as tables and heatmaps."""
+    and the smallest bandwidth per (downtime limit, dirty rate), as tables and heatmaps.
+    """
     input:
         summary="results/summary.parquet",
     output:
@@ -102,7 +103,10 @@ rule report_planner:
             caption="../report/planner_downtime_limit.rst",
             category="Planner",
             subcategory="Downtime limit needed",
-            labels={"figure": "smallest downtime limit that converges", "view": "heatmap"},
+            labels={
+                "figure": "smallest downtime limit that converges",
+                "view": "heatmap",
+            },
         ),
         downtime_parquet="results/report/planner/downtime_limit.parquet",
         downtime_csv="results/report/planner/downtime_limit.csv",
@@ -111,7 +115,10 @@ rule report_planner:
             caption="../report/planner_downtime_limit_table.rst",
             category="Planner",
             subcategory="Downtime limit needed",
-            labels={"figure": "smallest downtime limit that converges", "view": "table"},
+            labels={
+                "figure": "smallest downtime limit that converges",
+                "view": "table",
+            },
         ),
         bandwidth_figure=report(
             "results/report/planner/bandwidth.png",
@@ -161,7 +168,5 @@ rule paper:
     resources:
         mem_mb=report_mem_mb,
         runtime=report_runtime,
-    params:
-        outdir=paper_dir(),
     script:
         "../scripts/report_paper.py"

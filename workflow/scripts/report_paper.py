@@ -16,8 +16,8 @@ def load(module: str):  # noqa: ANN201
 
 pipeline, report = load("sweep.pipeline"), load("sweep.report")
 with pipeline.job(snakemake.log[0], snakemake.threads, snakemake.resources.tmpdir):
-    written = report.paper(snakemake.input.summary, snakemake.input.iterations,
-                           snakemake.params.outdir)  # fmt: skip
+    outdir = Path(snakemake.output[0]).parent  # every paper figure sits in paper_dir
+    written = report.paper(snakemake.input.summary, snakemake.input.iterations, outdir)
     missing = sorted(set(map(str, snakemake.output)) - {p.as_posix() for p in written})
     if missing:
         raise RuntimeError(f"paper figures not written: {missing}")

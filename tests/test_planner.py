@@ -1,0 +1,196 @@
+"""The planner on hand-made summaries whose answers are known (sweep.planner)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sweep import planner
+
+GBIT = 1e9 / 8
+LIMITS = (30, 100, 300, 1000)
+
+
+def row(bw, dr, dl, converged, *, time_s=10.0, downtime=None, cap=0, ac=False, ram=2**32):
+    return {
+        "ram_size_bytes": ram,
+        "page_size_bytes": 4096,
+        "link_bandwidth_bytes_per_s": bw,
+        "max_bandwidth_bytes_per_s": cap,
+        "downtime_limit_ms": dl,
+        "dirty_rate_pages_per_s": dr,
+        "auto_converge": ac,
+        "dirty_limit": False,
+        "status": "completed" if converged else "cancelled-time",
+        "converged": converged,
+        "total_time_ms": time_s * 1000.0,
+        "downtime_ms": (downtime if downtime is not None else dl * 0.9) if converged else np.nan,
+        "downtime_exceeded": (downtime or 0) > dl if converged else pd.NA,
+        "transferred_bytes": 5 * 2**30,
+        "dirty_sync_count": 7,
+    }
+
+
+def summary(cells, **kw):
+    """cells: {(bw, dr): [converged at each of LIMITS]}"""
+    rows = [
+        row(bw, dr, dl, ok, **kw)
+        for (bw, dr), oks in cells.items()
+        for dl, ok in zip(LIMITS, oks, strict=True)
+    ]
+    df = pd.DataFrame(rows)
+    df["downtime_exceeded"] = df["downtime_exceeded"].astype("boolean")
+    return df
+
+
+def lookup(table, bw, dr, column="min_downtime_limit_ms"):
+    hit = table[(table["precopy_bandwidth_bytes_per_s"] == bw)
+                & (table["dirty_rate_pages_per_s"] == dr)]  # fmt: skip
+    assert len(hit) == 1
+    return hit.iloc[0][column]
+
+
+CELLS = {
+    (1 * GBIT, 1e3): [False, True, True, True],  # converges from 100 ms on
+    (1 * GBIT, 1e5): [True, False, True, True],  # not monotone: 30 works, 100 fails
+    (1 * GBIT, 1e6): [False, False, False, False],  # never
+    (10 * GBIT, 1e6): [False, False, False, True],  # only the largest limit
+    (10 * GBIT, 1e3): [True, True, True, True],  # everything
+}
+
+
+def test_smallest_downtime_limit():
+    table = planner.downtime_plan(summary(CELLS))
+    assert len(table) == len(CELLS)
+    assert lookup(table, 1 * GBIT, 1e3) == 100
+    assert lookup(table, 1 * GBIT, 1e5) == 300  # from 300 on every larger limit works
+    assert lookup(table, 1 * GBIT, 1e5, "first_downtime_limit_ms") == 30
+    assert not lookup(table, 1 * GBIT, 1e5, "monotone")
+    assert np.isnan(lookup(table, 1 * GBIT, 1e6))
+    assert np.isnan(lookup(table, 1 * GBIT, 1e6, "first_downtime_limit_ms"))
+    assert lookup(table, 1 * GBIT, 1e6, "monotone")
+    assert lookup(table, 10 * GBIT, 1e6) == 1000
+    assert lookup(table, 10 * GBIT, 1e3) == 30
+    assert (table["swept_max_downtime_limit_ms"] == 1000).all()
+    assert (table["n_swept"] == 4).all()
+    assert table["precopy_bandwidth_gbit_per_s"].isin([1.0, 10.0]).all()
+
+
+def test_outcome_at_the_minimum():
+    df = summary(CELLS)
+    # give every scenario a distinct total time and downtime to see which row is reported
+    df["total_time_ms"] = np.arange(len(df)) * 1000.0 + 1000.0
+    df["downtime_ms"] = df["downtime_limit_ms"] * 1.5
+    df["downtime_exceeded"] = pd.array(df["downtime_ms"] > df["downtime_limit_ms"], "boolean")
+    table = planner.downtime_plan(df)
+    at = df[(df["link_bandwidth_bytes_per_s"] == GBIT) & (df["dirty_rate_pages_per_s"] == 1e3)
+            & (df["downtime_limit_ms"] == 100)]  # fmt: skip
+    assert lookup(table, GBIT, 1e3, "total_time_ms") == at["total_time_ms"].item()
+    assert lookup(table, GBIT, 1e3, "downtime_ms") == 150.0
+    assert lookup(table, GBIT, 1e3, "downtime_exceeded")
+    assert pd.isna(lookup(table, GBIT, 1e6, "downtime_exceeded"))
+
+
+def test_time_cap_tightens_the_answer():
+    df = summary(CELLS)
+    slow = df["downtime_limit_ms"] == 100
+    df.loc[slow, "total_time_ms"] = 250_000.0  # converged, but after 250 s
+    assert lookup(planner.downtime_plan(df), GBIT, 1e3) == 100
+    capped = planner.downtime_plan(df, time_cap_s=200)
+    assert lookup(capped, GBIT, 1e3) == 300
+    assert capped.attrs["time_cap_s"] == 200
+
+
+def test_scenarios_sharing_a_cell_must_all_work():
+    """max_bandwidth 0 and 20 Gbit/s over a 1 Gbit/s link: the same pre-copy bandwidth."""
+    a = summary({(GBIT, 1e3): [False, True, True, True]})
+    b = summary({(GBIT, 1e3): [False, False, True, True]}, cap=int(20 * GBIT))
+    table = planner.downtime_plan(pd.concat([a, b], ignore_index=True))
+    assert len(table) == 1
+    assert lookup(table, GBIT, 1e3) == 300
+
+
+def test_max_bandwidth_caps_the_precopy_bandwidth():
+    df = summary({(10 * GBIT, 1e3): [False, True, True, True]}, cap=int(GBIT))
+    table = planner.downtime_plan(df)
+    assert table["precopy_bandwidth_bytes_per_s"].tolist() == [GBIT]
+
+
+def test_other_axes_stay_as_columns():
+    off = summary(CELLS, ac=False)
+    on = summary({k: [True] * 4 for k in CELLS}, ac=True)
+    table = planner.downtime_plan(pd.concat([off, on], ignore_index=True))
+    assert "convergence_aid" in table.columns
+    assert "ram_size_bytes" in table.columns
+    assert len(table) == 2 * len(CELLS)
+    aided = table[table["convergence_aid"] == "auto-converge"]
+    assert (aided["min_downtime_limit_ms"] == 30).all()
+    plain = table[table["convergence_aid"] == "none"]
+    assert plain["min_downtime_limit_ms"].isna().sum() == 1
+
+
+def test_smallest_bandwidth():
+    bws = (1 * GBIT, 2.5 * GBIT, 10 * GBIT)
+    # works[bw][dl] for one dirty rate; 2.5 Gbit/s fails at 30 ms but 10 works again
+    works = {
+        1 * GBIT: [False, False, True, True],
+        2.5 * GBIT: [False, True, True, True],
+        10 * GBIT: [True, True, True, True],
+    }
+    df = summary({(bw, 1e5): works[bw] for bw in bws})
+    table = planner.bandwidth_plan(df)
+    got = table.set_index("downtime_limit_ms")["min_bandwidth_bytes_per_s"].to_dict()
+    assert got == {30: 10 * GBIT, 100: 2.5 * GBIT, 300: GBIT, 1000: GBIT}
+    assert table["min_bandwidth_gbit_per_s"].tolist() == [10.0, 2.5, 1.0, 1.0]
+    assert (table["swept_max_bandwidth_bytes_per_s"] == 10 * GBIT).all()
+
+
+def test_smallest_bandwidth_not_monotone():
+    df = summary({(1 * GBIT, 1e5): [True] * 4, (2.5 * GBIT, 1e5): [False] * 4,
+                  (10 * GBIT, 1e5): [True] * 4})  # fmt: skip
+    table = planner.bandwidth_plan(df)
+    assert (table["min_bandwidth_bytes_per_s"] == 10 * GBIT).all()
+    assert (table["first_bandwidth_bytes_per_s"] == GBIT).all()
+    assert not table["monotone"].any()
+
+
+def test_tables_written_as_parquet_csv_and_html(tmp_path):
+    table = planner.downtime_plan(summary(CELLS))
+    planner.write_table(table, tmp_path / "t.parquet", tmp_path / "t.csv")
+    planner.write_html(table, tmp_path / "t.html", "Smallest downtime limit")
+    back = pd.read_parquet(tmp_path / "t.parquet")
+    assert list(back.columns) == list(table.columns)
+    csv = pd.read_csv(tmp_path / "t.csv")
+    assert len(csv) == len(table)
+    assert np.allclose(csv["min_downtime_limit_ms"], table["min_downtime_limit_ms"],
+                       equal_nan=True)  # fmt: skip
+    html = (tmp_path / "t.html").read_text()
+    assert html.count("</tr>") == len(table) + 1 and "none" in html
+
+
+@pytest.mark.parametrize("time_cap_s", [None, 60.0])
+def test_planner_on_a_simulated_grid_agrees_with_brute_force(time_cap_s):
+    """On a real (small) sweep: recompute every answer by brute force."""
+    import sweep
+
+    grid = [
+        {"ram_size": "1GiB", "link_bandwidth": bw, "max_bandwidth": 0, "downtime_limit": dl,
+         "dirty_rate": dr, "max_time": "120s"}
+        for bw, dl, dr in itertools.product(["1Gbit/s", "5Gbit/s"], [30, 300, 1000],
+                                            ["0", "50MB/s", "200MB/s", "1GB/s"])
+    ]  # fmt: skip
+    s = sweep.simulate(grid).summary
+    table = planner.downtime_plan(s, time_cap_s)
+    for _, r in table.iterrows():
+        cell = s[(s["link_bandwidth_bytes_per_s"] == r["precopy_bandwidth_bytes_per_s"])
+                 & (s["dirty_rate_pages_per_s"] == r["dirty_rate_pages_per_s"])]  # fmt: skip
+        ok = cell["converged"] & (cell["total_time_ms"] <= (time_cap_s or np.inf) * 1000.0)
+        by_limit = dict(zip(cell["downtime_limit_ms"], ok, strict=True))
+        limits = sorted(by_limit)
+        robust = [lim for lim in limits if all(by_limit[x] for x in limits if x >= lim)]
+        want = min(robust) if robust else np.nan
+        got = r["min_downtime_limit_ms"]
+        assert (np.isnan(want) and np.isnan(got)) or want == got
