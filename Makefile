@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 # Reinstall only when the pins or the package metadata change.
 STAMP := $(VENV)/.precopy-sweep.stamp
 SNAKEMAKE := $(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default \
-	$(if $(CONFIG),--configfile $(CONFIG) --replace-workflow-config)
+	$(if $(CONFIG),--configfile $(CONFIG))
 
 .PHONY: run test venv lint dry-run clean
 

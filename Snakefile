@@ -6,7 +6,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default sweep, unless --configfile names another one: a sweep config replaces this
+# file rather than merging into it key by key (--config key=value still adjusts it).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 # Shape and types first (unknown keys, ranges written wrongly), then every value with its

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io as io_module
 import re
 import subprocess
 import sys
@@ -52,9 +53,9 @@ def snakemake(directory: Path, *args: str, check: bool = True) -> subprocess.Com
     return done
 
 
-def planned_jobs(directory: Path) -> dict[str, list[str]]:
+def planned_jobs(directory: Path, *args: str) -> dict[str, list[str]]:
     """Rule -> wildcards of the jobs a dry run would run."""
-    out = snakemake(directory, "--dry-run")
+    out = snakemake(directory, "--dry-run", *args)
     text = out.stdout + out.stderr
     jobs: dict[str, list[str]] = {}
     for block in re.split(r"\n(?=rule \w+:)", text):
@@ -69,7 +70,7 @@ def planned_jobs(directory: Path) -> dict[str, list[str]]:
 def run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("sweep")
     write_config(directory, TINY)
-    done = snakemake(directory)
+    done = snakemake(directory, "--report", "report.html", "--report-after-run")  # as make run
     return directory, done
 
 
@@ -137,6 +138,41 @@ def test_iterations_dataset(run):
         assert (results / entry["iterations"]).samefile(chunk_file)
         assert (results / "logs" / "simulate" / f"{name}.log").read_text()
         assert (results / "benchmarks" / "simulate" / f"{name}.tsv").exists()
+
+
+@pytest.mark.slow
+def test_report_front_page(run):
+    directory, _ = run
+    page = (directory / "report.html").read_text()
+    assert "Each simulate job ran one chunk of at most 2 scenarios" in page
+    assert "auto_converge = false, true" in page
+
+
+@pytest.mark.parametrize("config", ["default", "tiny", "minimal"])
+def test_report_front_page_renders_as_clean_rst(config):
+    jinja2 = pytest.importorskip("jinja2")
+    from docutils.core import publish_parts
+
+    configs = {
+        "default": yaml.safe_load((ROOT / "config" / "config.yaml").read_text()),
+        "tiny": TINY,
+        "minimal": {"chunk_size": 5, "axes": {"vcpus": {"start": 1, "stop": 4, "num": 4}}},
+    }
+
+    snakemake_config = {"fixed": {}, "zip": {}, **configs[config]}
+
+    class Snakemake:  # what Snakemake hands the template
+        config = snakemake_config
+
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)  # as snakemake.report
+    text = env.from_string((ROOT / "workflow/report/workflow.rst").read_text())
+    rst = text.render(snakemake=Snakemake)
+    warnings = io_module.StringIO()
+    publish_parts(rst, writer="html", settings_overrides={"warning_stream": warnings})
+    assert warnings.getvalue() == ""
+    for name in snakemake_config["axes"]:
+        assert f"- ``{name}``: " in rst
+    assert "True" not in rst and "False" not in rst  # YAML spelling: true, false
 
 
 @pytest.mark.slow
@@ -262,3 +298,14 @@ def test_pins_agree():
     assert all(requirements[name] == version for name, version in rule_pins.items())
     for name in ("snakemake", "pytest", "duckdb", "jsonschema", "pygments", "snakefmt", "ruff"):
         assert name in requirements
+
+
+@pytest.mark.slow
+def test_a_configfile_replaces_the_default_config(tmp_path):
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"axes": {"vcpus": [1, 2, 4]}}))
+    jobs = planned_jobs(tmp_path, "--configfile", str(tmp_path / "sweep.yaml"))
+    assert jobs["simulate"] == ["00000"]  # 3 scenarios, not merged into config/config.yaml
+    jobs = planned_jobs(
+        tmp_path, "--configfile", str(tmp_path / "sweep.yaml"), "--config", "chunk_size=1"
+    )
+    assert sorted(jobs["simulate"]) == ["00000", "00001", "00002"]
