@@ -118,6 +118,7 @@ def test_downtime_loosely(comparison, run):
     ratio = row["model_downtime_ms"] / max(row["real_downtime_ms"], 1.0)
     assert 1 / 3 <= ratio <= 3, (
         f"real {row['real_downtime_ms']:.0f} ms, model {row['model_downtime_ms']:.0f} ms"
+        + _host(row)
     )
 
 

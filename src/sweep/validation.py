@@ -102,7 +102,7 @@ def run_grid(
     cache_dir: str | Path | None = None,
     log: Any = print,
     max_busy: float = 0.5,
-    max_wait_s: float = 60.0,
+    max_wait_s: float = 15.0,
 ) -> pd.DataFrame:
     """Run the real migrations one after another, write their Parquet files, return the runs.
 
