@@ -225,7 +225,12 @@ MAX_ROW_VALUES = 4
 
 
 def derive(summary: pd.DataFrame) -> pd.DataFrame:
-    """Add the pre-copy bandwidth and the dirty ratio; drop repeated column names."""
+    """Add the pre-copy bandwidth and the dirty ratio; drop repeated column names.
+
+    A frame that went through derive already is returned as it is (no copy).
+    """
+    if BW in summary.columns and RATIO in summary.columns:
+        return summary
     df = summary.loc[:, ~summary.columns.duplicated(keep="last")].copy()
     link = df["link_bandwidth_bytes_per_s"].to_numpy(dtype=float)
     if "max_bandwidth_bytes_per_s" in df:
@@ -761,15 +766,18 @@ def syncs_vs_ratio(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figur
     df = derive(summary)
     split = row_axis(df)
     df = df[df[RATIO] > 0]
+    splits = _levels(df[split]) if split else [0]
+    statuses = list(STATUS_COLORS)
+    # one small integer per (status, split) line: no per-row strings on a million rows
+    status_code = pd.Index(statuses).get_indexer(df["status"])
+    split_code = pd.Index(splits).get_indexer(df[split]) if split else 0
     df = df.assign(
         _data=df["transferred_bytes"].to_numpy(dtype=float) / df["ram_size_bytes"].to_numpy(),
-        _status=df["status"].astype(str),
-        _split=df[split] if split else 0,
+        _key=status_code * len(splits) + split_code,
     )
     wide = style.name != "onecol"
     fig = _fig(style, (1.0, 4.0), 2.4, 3.9)
     axes = fig.subplots(1, 2, sharex=True) if wide else fig.subplots(2, 1, sharex=True)
-    splits = _levels(df[split]) if split else [0]
     for ax, y, label in (
         (
             axes[0],
@@ -782,11 +790,10 @@ def syncs_vs_ratio(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figur
             _short(style, f"data sent ({TIMES} guest RAM)", f"data sent ({TIMES} RAM)"),
         ),
     ):
-        lines = _quantile_lines(df.assign(_key=df["_status"] + "|" + df["_split"].astype(str)),
-                                RATIO, y, "_key")  # fmt: skip
-        for status in STATUS_COLORS:
-            for k, sv in enumerate(splits):
-                part = lines[lines["_key"] == f"{status}|{sv}"]
+        lines = _quantile_lines(df, RATIO, y, "_key")
+        for si, status in enumerate(statuses):
+            for k in range(len(splits)):
+                part = lines[lines["_key"] == si * len(splits) + k]
                 if part.empty:
                     continue
                 color = STATUS_COLORS[status]
@@ -803,7 +810,7 @@ def syncs_vs_ratio(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figur
     _log_axis(axes[0].xaxis, lambda v: f"{v:g}")
     for ax in axes if wide else axes[-1:]:
         ax.set_xlabel(f"dirty rate {TIMES} page size / pre-copy bandwidth")
-    present = set(df["_status"])
+    present = {statuses[i] for i in np.unique(status_code) if i >= 0}
     handles = [Line2D([], [], color=c, marker="o", ms=2.5, label=STATUS_LABELS[s])
                for s, c in STATUS_COLORS.items() if s in present]  # fmt: skip
     handles.append(Line2D([], [], color="#666666", ls="--", lw=0.8, label="dirty rate = bandwidth"))
@@ -1007,7 +1014,7 @@ def downtime_vs_limit(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Fi
         ax.set_yscale("log")
     ax.grid(True, which="major")
     title = "limit" if len(shown) == len(limits) else f"limit ({len(shown)} of {len(limits)})"
-    if ax.lines:
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, title=title)
     _log_axis(axes[0].yaxis, lambda v: f"{v:g}{TIMES}")
     if not wide:
