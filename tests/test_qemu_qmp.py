@@ -289,3 +289,33 @@ def test_validation_grid_config_is_complete():
     assert len({s.max_bandwidth for s in specs}) >= 3
     assert len({s.downtime_limit_ms for s in specs}) >= 3
     assert len({s.working_set_mib for s in specs}) >= 3
+
+
+def test_precopy_rate_ratio_spots_a_starved_window():
+    budget = 134_217_728
+    full = [{"status": "active", "total_time": 100 * k, "ram_transferred": 13_424_192 * k}
+            for k in range(1, 6)]  # fmt: skip
+    clean = driver._precopy_rate(full, budget)
+    assert clean["precopy_rate_ratio"] == pytest.approx(1.0002, abs=1e-4)
+    starved = [dict(r) for r in full]
+    for r in starved[2:]:
+        r["ram_transferred"] -= 13_424_192 // 2  # one window carried half
+    low = driver._precopy_rate(starved, budget)
+    assert low["precopy_rate_ratio"] < 0.995 and low["min_window_rate_ratio"] < 0.51
+    assert driver._precopy_rate(full, 0)["precopy_rate_ratio"] is None  # no limit, no ratio
+
+
+def test_comparison_flags_disturbed_runs():
+    runs = pd.DataFrame([_run_row(precopy_rate_ratio=0.97), _run_row(precopy_rate_ratio=1.0002)])
+
+    class FakeModel:
+        summary = pd.DataFrame(
+            {"scenario_id": [0, 1], "converged": [True, True], "total_time_ms": [3780.0] * 2,
+             "dirty_sync_count": [3, 3], "transferred_bytes": [535156938.0] * 2,
+             "downtime_ms": [99.0] * 2, "throttle_pct": [0, 0]}
+        )  # fmt: skip
+
+    cmp = compare_runs(runs, FakeModel())
+    assert list(cmp["disturbed"]) == [True, False]
+    table = fidelity_table(cmp).set_index("metric")
+    assert table.loc["disturbed", "max_abs_error"] == 1
