@@ -441,6 +441,16 @@ class Panel:
     missing: np.ndarray  # ny x nx bool; no scenario in the cell (left white)
     marks: np.ndarray | None = None  # ny x nx bool; a dot marks the cell
     text: np.ndarray | None = None  # ny x nx str labels, or None
+    share: np.ndarray | None = None  # ny x nx in [0, 1]; on dense grids drawn as contours
+
+
+#: Grids with more cells than this per panel get no cell borders, and contour lines
+#: instead of a dot per partly converged cell.
+DENSE_CELLS = 150
+
+
+def _dense(nx: int, ny: int) -> bool:
+    return nx * ny > DENSE_CELLS
 
 
 def _cell_tables(
@@ -490,6 +500,7 @@ def _heatmap_grid(
     )
     axes = fig.subplots(len(rows), ncols, squeeze=False, sharex=True, sharey=True)
     xe, ye = np.arange(nx + 1), np.arange(ny + 1)
+    dense = _dense(nx, ny)
     mesh = None
     # write values into cells only when they fit: few cells and about 3 characters wide
     cell_pt = panel_w / max(nx, 1) * 72
@@ -506,13 +517,20 @@ def _heatmap_grid(
                 continue
             values = np.ma.masked_invalid(panel.values)
             mesh = ax.pcolormesh(
-                xe, ye, values, cmap=cmap, norm=norm, edgecolors="white", linewidth=0.4,
-                zorder=1, rasterized=nx * ny > 400,
+                xe, ye, values, cmap=cmap, norm=norm, edgecolors="face" if dense else "white",
+                linewidth=0 if dense else 0.4, zorder=1, rasterized=nx * ny > 400,
             )  # fmt: skip
             if panel.missing.any():
                 blank = np.ma.masked_where(~panel.missing, np.ones_like(panel.values))
                 ax.pcolormesh(xe, ye, blank, cmap=mcolors.ListedColormap(["white"]), zorder=2)
-            if panel.marks is not None and panel.marks.any():
+            if dense and panel.share is not None:
+                share = np.ma.masked_invalid(panel.share)
+                if share.count() and share.max() > share.min():
+                    cx, cy = np.arange(nx) + 0.5, np.arange(ny) + 0.5
+                    for level, color, style_ in ((0.01, "black", "--"), (0.99, "white", "-")):
+                        ax.contour(cx, cy, share, levels=[level], colors=color,
+                                   linestyles=style_, linewidths=1.0, zorder=3)  # fmt: skip
+            elif panel.marks is not None and panel.marks.any():
                 yy, xx = np.nonzero(panel.marks)
                 size = (3.2 if style.name == "report" else 2) ** 2
                 ax.scatter(xx + 0.84, yy + 0.8, s=size, facecolor="white", edgecolor="black",
@@ -559,7 +577,7 @@ def _heatmap_grid(
     if legend:
         # above the panels: the shared x label owns the space below them
         fig.legend(handles=list(legend), loc="outside upper center",
-                   ncols=_legend_cols(style, len(legend)))  # fmt: skip
+                   ncols=_legend_cols(style, len(legend) if len(legend) < 3 else 2))  # fmt: skip
     return fig
 
 
@@ -586,7 +604,7 @@ def dirty_axis(df: pd.DataFrame) -> tuple[str, callable]:
     pages = df["page_size_bytes"].unique() if "page_size_bytes" in df else np.array([4096])
     if len(pages) == 1:
         page = float(pages[0])
-        return "guest dirty rate (MB/s)", lambda v: f"{v * page / 1e6:.4g}"
+        return "guest dirty rate (MB/s)", lambda v: _plain_number(v * page / 1e6)
     return "guest dirty rate (pages/s)", fmt_count
 
 
@@ -621,16 +639,24 @@ def phase_map(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figure:
         share, _ = _cell_tables(part, "share", BW, DR, ylev, xlev)
         partial = (share > 0) & (share < 1)
         text = _texts(values, _fmt_seconds)
-        panels[(r, c)] = Panel(values, missing, partial, text)
+        panels[(r, c)] = Panel(values, missing, partial, text, share)
     finite = agg["time_s"].dropna()
     vmin = max(finite.min(), 1e-3) if len(finite) else 1.0
     vmax = max(finite.max(), vmin * 10) if len(finite) else 10.0
     legend = [
         Patch(facecolor=NEVER_COLOR, hatch=HATCH, edgecolor="#8c8c8c", lw=0.5,
               label="never converged (cancelled at max_time / max_iterations)"),
-        Line2D([], [], ls="", marker="o", mfc="white", mec="black", mew=0.5,
-               label="converged in some pooled scenarios only"),
     ]  # fmt: skip
+    if _dense(len(xlev), len(ylev)):
+        legend += [
+            Line2D([], [], color="black", ls="--", lw=0.9,
+                   label="boundary: some pooled scenarios converge"),
+            Line2D([], [], color="#555555", ls="-", lw=1.1,
+                   label="boundary: all converge (white line)"),
+        ]  # fmt: skip
+    else:
+        legend.append(Line2D([], [], ls="", marker="o", mfc="white", mec="black", mew=0.5,
+                             label="converged in some pooled scenarios only"))  # fmt: skip
     fig = _heatmap_grid(
         panels, rows, cols, xlev, ylev, style=style,
         cmap=plt.get_cmap(SEQUENTIAL), norm=mcolors.LogNorm(vmin, vmax),
@@ -1141,6 +1167,11 @@ def _planner_grid(
 
 def _plain(v: float) -> str:
     return f"{v:g}"
+
+
+def _plain_number(v: float) -> str:
+    """3-4 significant digits without exponents: 0.5, 26.1, 4640, 10000."""
+    return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
 def planner_downtime_heatmap(
