@@ -178,9 +178,6 @@ def scenario_for_run(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
     rate = run["spec_rate"]
     if str(rate) == "max":
         raise ValueError(f"{run['spec_name']}: rate=max has no model dirty rate")
-    measured = run.get("rate_unthrottled")
-    if bool(run["spec_auto_converge"]) and measured is not None and np.isfinite(measured):
-        rate = measured  # the guest drops writes its short catch-up misses: use what it did
     return {
         "qemu_version": "7.2",
         "ram_size": ram_total,
