@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ def run_grid(
     *,
     names: Iterable[str] | None = None,
     cache_dir: str | Path | None = None,
-    log: Any = print,
+    log: Callable[[str], Any] = print,
     max_busy: float = 0.5,
     max_wait_s: float = 15.0,
 ) -> pd.DataFrame:
