@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# matplotlib's PDF backend subsets fonts with fontTools, which logs every glyph at INFO
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 OUTCOME_COLUMNS = (
     "scenario_id",
