@@ -223,3 +223,12 @@ def test_simulate_chunk_checks_the_planned_digest(tmp_path):
     with pytest.raises(RuntimeError, match="planned"):
         pipeline.simulate_chunk(CONFIG, 0, tmp_path / "s", tmp_path / "i", "0" * 16)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_are_byte_identical_across_runs(collected, tmp_path):
+    out, _, _, summaries, iterations = collected
+    pipeline.write_grid(CONFIG, tmp_path / "grid.parquet")
+    pipeline.simulate_chunk(CONFIG, 1, tmp_path / "s.parquet", tmp_path / "i.parquet")
+    assert (tmp_path / "grid.parquet").read_bytes() == (out / "grid.parquet").read_bytes()
+    assert (tmp_path / "s.parquet").read_bytes() == summaries[1].read_bytes()
+    assert (tmp_path / "i.parquet").read_bytes() == iterations[1].read_bytes()
