@@ -326,3 +326,42 @@ def test_invariants_hold_for_every_scenario() -> None:
     assert np.isnan(s["downtime_ms"][~completed]).all()
     fixed = (frame["stop_time_ms"] + frame["sync_time_ms"]).to_numpy()
     assert (s["downtime_ms"][completed] >= fixed[completed] - 1e-9).all()
+
+
+# --- scan order and the ring -------------------------------------------------------------------
+
+
+def test_pages_a_sync_adds_go_out_after_the_pages_left_before_it() -> None:
+    """QEMU's cursor survives a sync, so the pages a sync adds wait until the scan has sent
+    what was left ahead of it.  With zero pages at the end of RAM, an idle half-filled
+    guest's final copy holds only zero pages; mixed with the data, it holds data too."""
+    base = dict(ram_size="2GiB", nonzero_size="50%", dirty_rate=0, max_bandwidth="128MiB/s")
+    r = sweep.simulate([{**base, "zero_page_layout": v} for v in ("end", "mixed")]).summary
+    end, mixed = r.iloc[0], r.iloc[1]
+    assert end["normal_pages"] == mixed["normal_pages"] == 2**30 // P
+    assert end["downtime_bytes"] % ZERO == 0 and end["downtime_bytes"] < 2e6
+    assert mixed["downtime_bytes"] > 10 * end["downtime_bytes"]
+    # the same bytes cross the wire either way
+    assert end["transferred_bytes"] == mixed["transferred_bytes"]
+
+
+def test_a_ring_slower_than_the_stream_adds_every_page_it_wrote() -> None:
+    """A sequential writer slower than the migration leaves its newest arc just behind it;
+    the next arc meets it only by wrapping round, so a sync adds rate x interval pages (as
+    QEMU 7.2 does: 4000 pages per 200 ms at 20000 writes/s, docs/validation.md)."""
+    rate = 20_000
+    r = one(ram_size="512MiB", working_set_size="64MiB", dirty_rate=rate,
+            write_pattern="sequential", max_bandwidth="128MiB/s", qemu_version="7.2")  # fmt: skip
+    it = r.iterations
+    interval = it["time_ms"].diff() / 1000
+    ring = it[(it["sync_reason"] == "exact") & (interval * rate < 16384 / 2)].index
+    ring = ring[ring > it.index[2]]  # after the arc that covered the whole ring
+    assert len(ring) >= 2
+    expected = rate * interval[ring]
+    assert (it.loc[ring, "new_dirty_pages"] - expected).abs().max() <= 1
+    # a uniform writer at the same rate finds some of its pages still queued
+    u = one(ram_size="512MiB", working_set_size="64MiB", dirty_rate=rate,
+            max_bandwidth="128MiB/s", qemu_version="7.2").iterations  # fmt: skip
+    du = u["time_ms"].diff() / 1000
+    late = u.index[3:]
+    assert (u.loc[late, "new_dirty_pages"] < rate * du[late]).all()

@@ -36,7 +36,7 @@ from .reference import (
     SYNC_TIMER,
     C,
 )
-from .workloads import distinct_pages, pattern_code
+from .workloads import distinct_pages, newly_dirty, pattern_code
 
 __all__ = ["ChunkResult", "run_chunk"]
 
@@ -45,18 +45,19 @@ CONSTANTS = (
     "idx", "P", "wire_normal", "W", "pattern", "w", "L", "slice_bytes", "budget", "DL", "Bsw",
     "S_dev", "setup_us", "sync_us", "stop_us", "max_time_us", "max_iterations", "auto_converge",
     "dirty_limit", "quota", "periodic", "sync_le", "complete_le", "device_in_transferred",
-    "trigger_pct", "ac_initial", "ac_increment", "ac_max", "tailslow",
+    "trigger_pct", "ac_initial", "ac_increment", "ac_max", "tailslow", "zero_last",
     # a regular window (see regular_window)
     "one_slice", "cap1", "window_bytes", "regular_bandwidth", "regular_threshold",
     "regular_expected_bw",
 )  # fmt: skip
 STATE = (
-    "t", "R_z", "R_c", "R_h", "X", "precopy_bytes", "normal_pages", "zero_pages", "sync_count",
+    "t", "R_z", "R_c", "R_h", "R_n", "X", "precopy_bytes", "normal_pages", "zero_pages",
+    "sync_count",
     "win_start", "win_bytes", "win_pages", "budget_spent", "threshold", "bandwidth",
     "expected_downtime", "mbps", "pages_per_second", "dirty_pages_rate",
     "dirty_bytes_last_sync", "num_dirty_pages_period", "bytes_xfer_prev", "period_start",
     "time_last_bitmap_sync", "dirty_rate_high_cnt", "throttle", "dirty_limit_active",
-    "prev_sync_cnt", "next_tick", "live",
+    "prev_sync_cnt", "next_tick", "ring_lapped", "live",
 )  # fmt: skip
 
 ITERATION_FIELDS = (
@@ -167,6 +168,8 @@ def _init(frame: pd.DataFrame) -> State:
 
     zeros = lambda: np.zeros(n)  # noqa: E731
     st.R_z, st.R_c, st.R_h = zero, N - zero - st.W, st.W.copy()
+    st.R_n = zeros()  # added by the last sync: behind the scan cursor
+    st.zero_last = (frame["zero_page_layout"].astype(str) == "end").to_numpy()
     st.X, st.precopy_bytes, st.normal_pages, st.zero_pages = zeros(), zeros(), zeros(), zeros()
     st.sync_count = np.zeros(n, dtype=np.int64)
     st.win_start = np.zeros(n, dtype=np.int64)
@@ -182,6 +185,7 @@ def _init(frame: pd.DataFrame) -> State:
     st.dirty_limit_active = np.zeros(n, dtype=bool)
     st.prev_sync_cnt = np.full(n, 2, dtype=np.int64)
     st.next_tick = np.where(st.periodic, C.PERIODIC_SYNC_US, NEVER).astype(np.int64)
+    st.ring_lapped = np.ones(n, dtype=bool)  # the setup queue is the whole working set
     st.live = np.ones(n, dtype=bool)
     st.t = st.setup_us.copy()
     st.time_last_bitmap_sync = st.t.copy()
@@ -225,11 +229,22 @@ class Engine:
     # --- helpers --------------------------------------------------------------------------
     def remaining(self, i: np.ndarray | slice) -> np.ndarray:
         st = self.st
-        return st.R_z[i] + st.R_c[i] + st.R_h[i]
+        return st.R_z[i] + st.R_c[i] + st.R_h[i] + st.R_n[i]
 
     def wire_bytes(self, i: np.ndarray | slice) -> np.ndarray:
         st = self.st
-        return st.R_z[i] * C.ZERO_PAGE_BYTES + (st.R_c[i] + st.R_h[i]) * st.wire_normal[i]
+        return (
+            st.R_z[i] * C.ZERO_PAGE_BYTES + (st.R_c[i] + st.R_h[i] + st.R_n[i]) * st.wire_normal[i]
+        )
+
+    def segments(self, i: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Wire bytes of the queues in scan order (reference.segments)."""
+        st = self.st
+        data = (st.R_c[i] + st.R_h[i]) * st.wire_normal[i]
+        zero = st.R_z[i] * C.ZERO_PAGE_BYTES
+        new = st.R_n[i] * st.wire_normal[i]
+        last = st.zero_last[i]
+        return np.where(last, data, zero + data), np.where(last, zero, 0.0), new
 
     def effective_rate(self, i: np.ndarray) -> np.ndarray:
         st = self.st
@@ -247,9 +262,15 @@ class Engine:
         interval_s = (t - st.time_last_bitmap_sync[i]) / 1e6
         logged = distinct_pages(st.pattern[i], interval_s, self.effective_rate(i), st.W[i])
         W = st.W[i]
-        R_h = st.R_h[i]
-        new = np.where(W > 0, logged * (1.0 - R_h / np.where(W > 0, W, 1.0)), 0.0)
-        st.R_h[i] = R_h + new
+        R_h, R_n = st.R_h[i], st.R_n[i]
+        send_rate = st.bandwidth[i] * 1000.0 / st.wire_normal[i]  # pages/s, the last window
+        lapped = st.ring_lapped[i] | ~num.below(self.effective_rate(i), send_rate)
+        new = newly_dirty(st.pattern[i], logged, R_h + R_n, W, lapped)
+        st.ring_lapped[i] = num.at_most(W, logged)
+        # the cursor has wrapped into the last sync's pages: they are ahead of it now
+        wrapped = st.R_z[i] + st.R_c[i] + R_h == 0.0
+        st.R_h[i] = np.where(wrapped, R_n, R_h)
+        st.R_n[i] = np.where(wrapped, new, R_n + new)
         st.num_dirty_pages_period[i] += new
         st.time_last_bitmap_sync[i] = t
         st.dirty_bytes_last_sync[i] = self.remaining(i) * st.P[i]
@@ -387,21 +408,30 @@ class Engine:
         need = self.wire_bytes(slice(None))
         empties = num.at_most(need, cap)
         sent = np.where(empties, need, cap)
-        share = np.where(empties, 1.0, cap / np.where(need > 0, need, 1.0))
+        # what the slice takes of each queue, in scan order (reference.shares)
+        left = cap
+        shares = []
+        for wire in self.segments(slice(None)):
+            whole = num.at_most(wire, left)
+            shares.append(np.where(whole, 1.0, left / np.where(wire > 0, wire, 1.0)))
+            left = np.where(whole, left - wire, 0.0)
+        data_share, zero_share, new_share = (
+            np.where(go & ~empties, share, np.where(go, 1.0, 0.0)) for share in shares
+        )
+        zero_share = np.where(st.zero_last, zero_share, data_share)
         duration = np.where(
             empties,
             num.ceil(need / st.L),
             np.where(budget_bound, np.minimum(num.ceil(cap / st.L), C.MAX_WAIT_US), C.MAX_WAIT_US),
         ).astype(np.int64)
         spent = np.where(empties, budget_bound & num.same(need, cap), budget_bound)
-        # scenarios not in `go` move by zero
-        share = np.where(go, share, 0.0)
-        sent = np.where(go, sent, 0.0)
-        zero = st.R_z * share
-        normal = (st.R_c + st.R_h) * share
+        sent = np.where(go, sent, 0.0)  # scenarios not in `go` move by zero
+        zero = st.R_z * zero_share
+        normal = (st.R_c + st.R_h) * data_share + st.R_n * new_share
         st.R_z -= zero
-        st.R_c -= st.R_c * share
-        st.R_h -= st.R_h * share
+        st.R_c -= st.R_c * data_share
+        st.R_h -= st.R_h * data_share
+        st.R_n -= st.R_n * new_share
         st.zero_pages += zero
         st.normal_pages += normal
         st.X += sent
@@ -419,8 +449,8 @@ class Engine:
         self.bitmap_sync(i, SYNC_FINAL)
         final_bytes = self.wire_bytes(i)
         st.zero_pages[i] += st.R_z[i]
-        st.normal_pages[i] += st.R_c[i] + st.R_h[i]
-        st.R_z[i] = st.R_c[i] = st.R_h[i] = 0.0
+        st.normal_pages[i] += st.R_c[i] + st.R_h[i] + st.R_n[i]
+        st.R_z[i] = st.R_c[i] = st.R_h[i] = st.R_n[i] = 0.0
         st.X[i] += final_bytes + st.S_dev[i]
         downtime_ms = (st.t[i] - downtime_start) / 1000.0 + (final_bytes + st.S_dev[i]) / st.L[
             i
@@ -499,20 +529,23 @@ class Engine:
         one_slice, cap1, window_bytes = st.one_slice[i], st.cap1[i], st.window_bytes[i]
         threshold = st.regular_threshold[i]
 
-        need = self.wire_bytes(i)
+        # The jump sends from one queue segment only (the first the scan meets), whose pages
+        # all cost the same on the wire: cost per page is constant inside the jump.
+        segment, in_data, in_zero, segment_pages = self.current_segment(i)
+        cost = segment / np.where(segment_pages > 0, segment_pages, 1.0)
         pages = self.remaining(i)
-        cost = need / np.where(pages > 0, pages, 1.0)  # wire bytes per page: constant here
-        guard = (np.maximum(threshold, st.threshold[i]) / st.P[i] + 1.0) * cost
         # Decision points: window j's first slice starts after j windows' bytes, its second
-        # after cap1 more.  Count the quiet ones of each kind: j with j * window_bytes below
-        # need - guard, i.e. ceil(x) of them (the one-page margin in the guard absorbs noise).
-        x = (need - guard) / window_bytes
+        # after cap1 more.  One is quiet while the queue after b bytes stays above the guard:
+        # pages - b / cost > threshold / P + 1, i.e. b < limit.  Count the quiet ones of each
+        # kind: ceil(limit / window_bytes) (the one-page margin absorbs float noise).
+        limit = (pages - np.maximum(threshold, st.threshold[i]) / st.P[i] - 1.0) * cost
+        x = limit / window_bytes
         first = np.maximum(np.ceil(x), 0.0)
         second = np.where(one_slice, first, np.maximum(np.ceil(x - cap1 / window_bytes), 0.0))
         # Whole windows, then one more first slice when first == second + 1 ...
-        # ... without emptying the queue (a slice that would is left to an ordinary pass:
-        # the pass ends early there) and without reaching the cap or the timer.
-        room = need - cost
+        # ... without emptying the segment (a slice that would is left to an ordinary pass,
+        # which moves on to the next segment or ends early) and before the cap or the timer.
+        room = segment - cost
         # The 5 s timer: a tick syncs only if no sync happened since the previous tick (and
         # not in the first pass).  No sync happens inside a jump, so the jump may cross ticks
         # up to the first one that would sync.
@@ -536,18 +569,27 @@ class Engine:
         i, k, extra = i[take], k[take], extra[take]
         if i.size == 0:
             return
-        window_bytes, need, cost, cap1 = window_bytes[take], need[take], cost[take], cap1[take]
-        next_tick, syncing_tick = next_tick[take], syncing_tick[take]
+        window_bytes, segment, cost, cap1 = (
+            window_bytes[take],
+            segment[take],
+            cost[take],
+            cap1[take],
+        )
+        next_tick, syncing_tick, pages = next_tick[take], syncing_tick[take], pages[take]
+        in_data, in_zero = in_data[take], in_zero[take]
 
         tail = np.where(extra == 1, cap1, 0.0)  # the lone first slice, if any
         sent = k * window_bytes + tail
-        keep = (need - sent) / need
-        gone = 1.0 - keep
-        st.zero_pages[i] += st.R_z[i] * gone
-        st.normal_pages[i] += (st.R_c[i] + st.R_h[i]) * gone
-        st.R_z[i] *= keep
-        st.R_c[i] *= keep
-        st.R_h[i] *= keep
+        keep = (segment - sent) / segment
+        data = np.where(in_data, keep, 1.0)
+        zero = np.where(in_zero, keep, 1.0)
+        new = np.where(in_data | in_zero, 1.0, keep)
+        st.zero_pages[i] += st.R_z[i] * (1.0 - zero)
+        st.normal_pages[i] += (st.R_c[i] + st.R_h[i]) * (1.0 - data) + st.R_n[i] * (1.0 - new)
+        st.R_z[i] *= zero
+        st.R_c[i] *= data
+        st.R_h[i] *= data
+        st.R_n[i] *= new
         t0, x0 = st.t[i], st.X[i]
         st.X[i] = x0 + sent
         st.precopy_bytes[i] += sent
@@ -572,9 +614,29 @@ class Engine:
         j = i[update]
         st.expected_downtime[j] = num.floor(st.dirty_bytes_last_sync[j] / st.regular_expected_bw[j])
         if self.samples is not None:
-            self.record_jump_samples(i, k, t0, x0, window_bytes, need, cost)
+            self.record_jump_samples(i, k, t0, x0, window_bytes, pages, cost)
 
-    def record_jump_samples(self, i, k, t0, x0, window_bytes, need, cost) -> None:  # noqa: ANN001
+    def current_segment(
+        self, i: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The first non-empty queue segment in scan order: its wire bytes, whether it holds
+        the data queues (cold, hot) and the zero pages, and its page count."""
+        st = self.st
+        first, second, third = self.segments(i)
+        last = st.zero_last[i]
+        data_pages = st.R_c[i] + st.R_h[i]
+        in_data = first > 0
+        in_second = ~in_data & (second > 0)
+        in_zero = (in_data & ~last) | in_second
+        wire = np.where(in_data, first, np.where(in_second, second, third))
+        pages = np.where(
+            in_data,
+            np.where(last, data_pages, st.R_z[i] + data_pages),
+            np.where(in_second, st.R_z[i], st.R_n[i]),
+        )
+        return wire, in_data, in_zero, pages
+
+    def record_jump_samples(self, i, k, t0, x0, window_bytes, pages, cost) -> None:  # noqa: ANN001
         """One sample per jumped window, as the reference would have polled them."""
         st = self.st
         rows = np.repeat(np.arange(i.size), k)
@@ -583,7 +645,7 @@ class Engine:
         self.samples.add(
             row=st.idx[ii], time_us=t0[rows] + step * C.BUFFER_DELAY_US,
             transferred_bytes=x0[rows] + step * window_bytes[rows],
-            remaining_bytes=(need[rows] - step * window_bytes[rows]) / cost[rows] * st.P[ii],
+            remaining_bytes=(pages[rows] - step * window_bytes[rows] / cost[rows]) * st.P[ii],
             mbps=st.mbps[ii], pages_per_second=st.pages_per_second[ii],
             threshold_bytes=st.threshold[ii], expected_downtime_ms=st.expected_downtime[ii],
             dirty_pages_rate=st.dirty_pages_rate[ii], dirty_sync_count=st.sync_count[ii],

@@ -135,6 +135,11 @@ PARAMETERS: tuple[Param, ...] = (
     Param("dirty_rate", "dirty_rate_pages_per_s", "dirty_rate", 0,
           "Guest page writes per second before throttling (a byte rate is divided by the page "
           "size).", minimum=0, maximum=1e10),
+    Param("zero_page_layout", "zero_page_layout", "choice", "mixed",
+          "Where the zero pages lie in the first pass's address-order scan: 'mixed' with the "
+          "data (free memory of a long-running guest), or at the 'end' (untouched memory at "
+          "the top of RAM, as in a freshly booted guest).",
+          choices=("mixed", "end"), dtype="category"),
     Param("write_pattern", "write_pattern", "choice", "uniform",
           "How writes fall in the working set: 'uniform' random pages or a 'sequential' ring.",
           choices=("uniform", "sequential"), dtype="category"),

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import numerics as num
 from .params import parse_version
-from .workloads import distinct_pages, pattern_code
+from .workloads import distinct_pages, newly_dirty, pattern_code
 
 __all__ = ["Constants", "ReferenceMigration", "simulate_reference"]
 
@@ -98,6 +98,11 @@ class ReferenceMigration:
         # qemu_savevm_state_setup -> ram_init_bitmaps: every page dirty, one sync.
         # Assumption: zero pages are the memory never written; the working set is non-zero.
         self.R_z, self.R_c, self.R_h = zero, self.N - zero - self.W, self.W
+        # Pages the last sync added: behind the scan cursor, so sent after the others.
+        self.R_n = 0.0
+        self.zero_last = r["zero_page_layout"] == "end"
+        # The writer's last arc covered the whole working set (true of the setup queue).
+        self.ring_lapped = True
         self.t = 0
         self.X = 0.0  # migration_transferred_bytes: every byte on the wire
         self.precopy_bytes = self.downtime_bytes = 0.0
@@ -131,11 +136,26 @@ class ReferenceMigration:
     # --- helpers ------------------------------------------------------------------------------
     @property
     def remaining(self) -> float:
-        return self.R_z + self.R_c + self.R_h
+        return self.R_z + self.R_c + self.R_h + self.R_n
 
     def wire_bytes(self) -> float:
         """Bytes on the wire to send every queued page."""
-        return self.R_z * C.ZERO_PAGE_BYTES + (self.R_c + self.R_h) * self.wire_normal
+        return self.R_z * C.ZERO_PAGE_BYTES + (self.R_c + self.R_h + self.R_n) * self.wire_normal
+
+    def segments(self) -> tuple[float, float, float]:
+        """Wire bytes of the queues in the order the scan meets them.
+
+        QEMU scans RAM in address order from a cursor that survives syncs, and a sync can
+        only add pages the cursor has passed (pages ahead of it are still queued): so the
+        pages queued before the last sync go first (zero pages among them, or after them
+        with zero_page_layout 'end'), then the pages the last sync added.
+        """
+        data = (self.R_c + self.R_h) * self.wire_normal
+        zero = self.R_z * C.ZERO_PAGE_BYTES
+        new = self.R_n * self.wire_normal
+        if self.zero_last:
+            return data, zero, new
+        return zero + data, 0.0, new
 
     def effective_rate(self) -> float:
         """Guest page writes per second after auto-converge's throttle and dirty-limit.
@@ -153,14 +173,22 @@ class ReferenceMigration:
         """migration_bitmap_sync: harvest the dirty log, count only newly dirty pages.
 
         Assumptions: the log is harvested at the start of the sync and cleared (TCG, or KVM
-        without manual protection); which pages the guest wrote is independent of the scan
-        cursor, so a written page is already queued with probability R_h / W.
+        without manual protection); how many written pages were still queued follows
+        `workloads.newly_dirty` (independence, or a ring's geometry).
         """
         self.sync_count += 1
         interval_s = (self.t - self.time_last_bitmap_sync) / 1e6
-        logged = distinct_pages(self.pattern, interval_s, self.effective_rate(), self.W)[0]
-        new = logged * (1.0 - self.R_h / self.W) if self.W > 0 else 0.0
-        self.R_h += new
+        logged = float(distinct_pages(self.pattern, interval_s, self.effective_rate(), self.W)[0])
+        rate = self.effective_rate()
+        send_rate = self.bandwidth * 1000.0 / self.wire_normal  # pages/s, the last window
+        lapped = self.ring_lapped or not num.below(rate, send_rate)
+        new = float(newly_dirty(self.pattern, logged, self.R_h + self.R_n, self.W, lapped)[0])
+        self.ring_lapped = bool(num.at_most(self.W, logged))
+        if self.R_z + self.R_c + self.R_h == 0.0:
+            # the cursor has wrapped into the last sync's pages: they are ahead of it now
+            self.R_h, self.R_n = self.R_n, new
+        else:
+            self.R_n += new
         self.num_dirty_pages_period += new
         self.time_last_bitmap_sync = self.t
         self.dirty_bytes_last_sync = self.remaining * self.P
@@ -285,12 +313,25 @@ class ReferenceMigration:
         self.ram_save_iterate()
         return False
 
+    def shares(self, sent: float) -> tuple[float, float, float]:
+        """Which part of each queue `sent` wire bytes take, in scan order."""
+        out = []
+        left = sent
+        for wire in self.segments():
+            if num.at_most(wire, left):
+                out.append(1.0)
+                left -= wire
+            else:
+                out.append(left / wire)
+                left = 0.0
+        return out[0], out[1], out[2]
+
     def ram_save_iterate(self) -> None:
         """Send queued pages for at most 50 ms, until the window's budget is spent, or all.
 
-        Assumptions: pages are expected values, and the zero, cold and hot queues drain in
-        proportion to their share (the scan meets them mixed); the budget is met exactly
-        (QEMU overshoots by up to one page); end-of-section markers are not counted.
+        Assumptions: pages are expected values; the queues drain in scan order (see
+        `segments`), and within one segment in proportion to their share; the budget is met
+        exactly (QEMU overshoots by up to one page); end-of-section markers are not counted.
         """
         slice_bytes = self.L * C.MAX_WAIT_US
         budget_left = self.budget - self.win_bytes if self.budget else math.inf
@@ -298,18 +339,24 @@ class ReferenceMigration:
         cap = budget_left if budget_bound else slice_bytes
         need = self.wire_bytes()
         if num.at_most(need, cap):  # the queue empties inside this slice
-            sent, share, duration = need, 1.0, int(num.ceil(need / self.L))
+            sent, duration = need, int(num.ceil(need / self.L))
+            data_share = zero_share = new_share = 1.0
             self.budget_spent = budget_bound and bool(num.same(need, cap))
         else:
-            sent, share = cap, cap / need
+            sent = cap
+            data_share, zero_share, new_share = self.shares(cap)
             duration = C.MAX_WAIT_US
             if budget_bound:
                 duration = min(int(num.ceil(cap / self.L)), C.MAX_WAIT_US)
             self.budget_spent = budget_bound
-        zero, normal = self.R_z * share, (self.R_c + self.R_h) * share
+        if not self.zero_last:
+            zero_share = data_share
+        zero = self.R_z * zero_share
+        normal = (self.R_c + self.R_h) * data_share + self.R_n * new_share
         self.R_z -= zero
-        self.R_c -= self.R_c * share
-        self.R_h -= self.R_h * share
+        self.R_c -= self.R_c * data_share
+        self.R_h -= self.R_h * data_share
+        self.R_n -= self.R_n * new_share
         self.zero_pages += zero
         self.normal_pages += normal
         self.X += sent
@@ -330,8 +377,8 @@ class ReferenceMigration:
         self.w = 0.0
         final_bytes = self.wire_bytes()
         self.zero_pages += self.R_z
-        self.normal_pages += self.R_c + self.R_h
-        self.R_z = self.R_c = self.R_h = 0.0
+        self.normal_pages += self.R_c + self.R_h + self.R_n
+        self.R_z = self.R_c = self.R_h = self.R_n = 0.0
         self.downtime_bytes = final_bytes
         self.X += final_bytes + self.S_dev
         self.downtime_ms = (self.t - downtime_start) / 1000.0 + (
