@@ -267,8 +267,12 @@ def test_lint_and_format(tmp_path):
 
 
 def test_generated_docs_are_current():
+    for path in ("docs/pipeline.md", "workflow/schemas/config.schema.yaml"):
+        text = (ROOT / path).read_text()
+        assert docs.render(text) == text, (
+            "run: python -m sweep.docs docs/pipeline.md workflow/schemas/config.schema.yaml"
+        )
     text = (ROOT / "docs" / "pipeline.md").read_text()
-    assert docs.render(text) == text, "run: python -m sweep.docs docs/pipeline.md"
     assert "| `ram_size` | `ram_size_bytes` | bytes |" in text
     assert "| `outcome_setup_time_ms` | double | ms | `setup-time` |" in text
 

@@ -1,12 +1,16 @@
 """Generated documentation: the parameter and column references, from the code.
 
 ``docs/pipeline.md`` holds blocks between ``<!-- BEGIN GENERATED: name -->`` and
-``<!-- END GENERATED: name -->``; this module writes them from :data:`sweep.params.PARAMETERS`
-and the Arrow schemas of :mod:`sweep.io` (built from :mod:`sweep.schema`), so nothing is
-written twice::
+``<!-- END GENERATED: name -->`` (``# BEGIN GENERATED: name`` in YAML); this module writes
+them from :data:`sweep.params.PARAMETERS` and the Arrow schemas of :mod:`sweep.io` (built from
+:mod:`sweep.schema`), so nothing is written twice::
 
-    python -m sweep.docs docs/pipeline.md          # rewrite the generated blocks
-    python -m sweep.docs --check docs/pipeline.md  # exit 1 if they are out of date
+    python -m sweep.docs docs/pipeline.md workflow/schemas/config.schema.yaml  # rewrite
+    python -m sweep.docs --check docs/pipeline.md workflow/schemas/config.schema.yaml
+
+The schema's list of parameter names is such a block too: after adding a parameter to
+:data:`sweep.params.PARAMETERS`, run the first command (``tests/test_workflow.py`` fails until
+then).
 
 :func:`parameter_reference` and :func:`column_reference` return the Markdown for other pages.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,7 +30,14 @@ from . import io
 from .params import PARAMETERS, Param
 from .units import format_bytes
 
-__all__ = ["BLOCKS", "column_reference", "parameter_reference", "render", "table_reference"]
+__all__ = [
+    "BLOCKS",
+    "column_reference",
+    "parameter_enum",
+    "parameter_reference",
+    "render",
+    "table_reference",
+]
 
 
 def _cell(text: object) -> str:
@@ -134,14 +146,24 @@ def column_reference() -> str:
     )
 
 
+def parameter_enum() -> str:
+    """YAML list items: the parameter names, for the config schema's ``parameter`` enum."""
+    return "\n".join(f"- {p.name}" for p in PARAMETERS)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "parameters": parameter_reference,
     "columns": column_reference,
+    "parameter_enum": parameter_enum,
 }
+# A block starts with a line "<!-- BEGIN GENERATED: name -->" (Markdown) or
+# "# BEGIN GENERATED: name" (YAML) and ends with the matching END line; the block's lines
+# take the indentation of its BEGIN line.
 _BLOCK = re.compile(
-    r"(<!-- BEGIN GENERATED: (?P<name>[a-z_]+) -->\n)(?P<body>.*?)"
-    r"(<!-- END GENERATED: (?P=name) -->)",
-    re.DOTALL,
+    r"^(?P<indent>[ \t]*)(?P<open><!--|#) BEGIN GENERATED: (?P<name>[a-z_]+)\b[^\n]*\n"
+    r"(?P<body>.*?)"
+    r"^(?P<end>[ \t]*(?:<!--|#) END GENERATED: (?P=name)(?: -->)?)$",
+    re.DOTALL | re.MULTILINE,
 )
 
 
@@ -152,7 +174,9 @@ def render(text: str) -> str:
         name = match.group("name")
         if name not in BLOCKS:
             raise KeyError(f"unknown generated block {name!r}; known: {', '.join(BLOCKS)}")
-        return f"{match.group(1)}{BLOCKS[name]()}\n{match.group(4)}"
+        begin = match.group(0)[: match.start("body") - match.start(0)]
+        body = textwrap.indent(BLOCKS[name]() + "\n", match.group("indent"))
+        return f"{begin}{body}{match.group('end')}"
 
     return _BLOCK.sub(replace, text)
 
