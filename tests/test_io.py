@@ -207,7 +207,7 @@ def test_collect_refuses_chunk_files_of_another_grid(collected, tmp_path):
             tmp_path / "m.json",
             wrong,
         )
-    with pytest.raises(ValueError, match="chunk"):
+    with pytest.raises(ValueError, match="written for chunk 1, not 0"):
         pipeline.collect(
             CONFIG,
             summaries[::-1],
@@ -217,6 +217,21 @@ def test_collect_refuses_chunk_files_of_another_grid(collected, tmp_path):
             tmp_path / "m.json",
         )
     assert not (tmp_path / "it").exists()
+
+
+def test_collect_refuses_chunks_of_another_model_version(collected, tmp_path, monkeypatch):
+    _, built, _, summaries, iterations = collected
+    monkeypatch.setattr(io, "code_hash", lambda: "f" * 16)
+    with pytest.raises(ValueError, match="another version of the model"):
+        pipeline.collect(
+            CONFIG,
+            summaries,
+            iterations,
+            tmp_path / "s.parquet",
+            tmp_path / "it",
+            tmp_path / "m.json",
+            built.digests,
+        )
 
 
 def test_simulate_chunk_checks_the_planned_digest(tmp_path):

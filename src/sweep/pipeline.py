@@ -188,8 +188,14 @@ def collect(
     for chunk, path in enumerate(summary_paths):
         table = pq.read_table(path)
         meta = io.read_metadata(table.schema)
-        if meta.get("chunk") != chunk or meta.get("code_hash") != provenance["code_hash"]:
-            raise ValueError(f"{path}: written for chunk {meta.get('chunk')} by other code")
+        if meta.get("chunk") != chunk:
+            raise ValueError(f"{path}: written for chunk {meta.get('chunk')}, not {chunk}")
+        if meta.get("code_hash") != provenance["code_hash"]:
+            raise ValueError(
+                f"{path}: simulated by another version of the model (code hash "
+                f"{meta.get('code_hash')}, now {provenance['code_hash']}): the sources changed "
+                "during the run; run the workflow again to re-simulate the chunks concerned"
+            )
         if digests is not None and meta.get("chunk_digest") != digests[chunk]:
             raise ValueError(f"{path}: holds other scenarios than chunk {chunk} of this grid")
         chunk_digests.append(meta["chunk_digest"])
