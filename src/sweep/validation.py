@@ -45,6 +45,8 @@ PATTERNS = {"seq": "sequential", "rand": "uniform"}
 # A run whose pre-copy fell this far below max-bandwidth was starved by other work on the host
 # (undisturbed runs reach 1.0002: the rate limiter overshoots its budget by about 2.4 kB).
 DISTURBED_BELOW = 0.995
+# More untouched memory than this above the guest's fill counts as a zero tail (see _zero_layout).
+ZERO_TAIL_BYTES = 16 * MiB
 # metric -> (real column, model column, kind, unit): "rel" = relative error (in the table in
 # %), "abs" = difference.  Downtime is absolute: QEMU reports whole ms, often only 1-30.
 METRICS = {
@@ -185,6 +187,7 @@ def scenario_for_run(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
         "working_set_size": min(round(float(run["spec_working_set_mib"]) * MiB), nonzero),
         "dirty_rate": float(rate),
         "write_pattern": PATTERNS[str(run["spec_pattern"])],
+        "zero_page_layout": _zero_layout(ram_total, nonzero),
         "max_bandwidth": int(run["spec_max_bandwidth"]),
         "link_bandwidth": float(calibration["link_bandwidth_bytes_per_s"]),
         "downtime_limit": int(run["spec_downtime_limit_ms"]),
@@ -200,6 +203,16 @@ def scenario_for_run(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
         "stop_time": float(calibration["stop_time_ms"]),
         "device_state_size": int(calibration["device_state_bytes"]),
     }
+
+
+def _zero_layout(ram_total: int, nonzero: int) -> str:
+    """Where our guest's zero pages lie in QEMU's address-order scan.
+
+    A partly filled guest leaves the top of RAM untouched ("end").  A filled one has only a
+    few hundred zero pages, most of them below 2 MiB, i.e. ahead of the data: "mixed" is the
+    closer of the model's two layouts ("end" would hold them back to the end of the pass).
+    """
+    return "end" if ram_total - nonzero > ZERO_TAIL_BYTES else "mixed"
 
 
 def model_for_runs(runs: pd.DataFrame, calibration: Mapping[str, Any]) -> Any:
