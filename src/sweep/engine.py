@@ -209,6 +209,48 @@ def regular_window(st: State) -> None:
     st.regular_threshold = num.floor(st.regular_expected_bw * st.DL)
 
 
+class Scan:
+    """The queue in scan order: three segments (wire bytes, pages), each of one cost per page.
+
+    Pages sent are then a piecewise-linear function of bytes sent, which is what lets a jump
+    cross from the pages left at a sync to the pages it added.  Arrays are (3, n): one row
+    per segment.
+    """
+
+    def __init__(self, wire: np.ndarray, pages: np.ndarray) -> None:
+        self.wire, self.pages = wire, pages
+        self.start = np.cumsum(wire, axis=0) - wire  # bytes before each segment
+        self.before = np.cumsum(pages, axis=0) - pages  # pages before each segment
+        live = wire > 0
+        self.per_byte = np.where(live, pages / np.where(live, wire, 1.0), 0.0)
+
+    def take(self, rows: np.ndarray) -> Scan:
+        return Scan(self.wire[:, rows], self.pages[:, rows])
+
+    def pages_sent(self, sent: np.ndarray) -> np.ndarray:
+        return (np.clip(sent - self.start, 0.0, self.wire) * self.per_byte).sum(axis=0)
+
+    def bytes_for(self, pages: np.ndarray) -> np.ndarray:
+        """Bytes to send until `pages` pages have gone (inverse of pages_sent; -inf if < 0)."""
+        inside = (pages <= self.before + self.pages) & (self.pages > 0)
+        segment = np.argmax(inside, axis=0)[None, :]
+        cost = np.take_along_axis(self.wire, segment, 0) / np.maximum(
+            np.take_along_axis(self.pages, segment, 0), 1e-300
+        )
+        out = (
+            np.take_along_axis(self.start, segment, 0)
+            + (pages - np.take_along_axis(self.before, segment, 0)) * cost
+        )[0]
+        out = np.where(inside.any(axis=0), out, np.inf)
+        return np.where(pages < 0, -np.inf, out)
+
+    def left(self, sent: np.ndarray) -> np.ndarray:
+        """The share of each segment still queued after `sent` bytes (exactly 0 when sent)."""
+        part = np.clip(sent - self.start, 0.0, self.wire)
+        gone = num.at_most(self.wire, part)
+        return np.where(gone, 0.0, (self.wire - part) / np.where(self.wire > 0, self.wire, 1.0))
+
+
 class Engine:
     """The loop of :mod:`sweep.reference`, one method per QEMU function, over index sets."""
 
@@ -529,23 +571,22 @@ class Engine:
         one_slice, cap1, window_bytes = st.one_slice[i], st.cap1[i], st.window_bytes[i]
         threshold = st.regular_threshold[i]
 
-        # The jump sends from one queue segment only (the first the scan meets), whose pages
-        # all cost the same on the wire: cost per page is constant inside the jump.
-        segment, in_data, in_zero, segment_pages = self.current_segment(i)
-        cost = segment / np.where(segment_pages > 0, segment_pages, 1.0)
+        # The queue as the scan meets it: up to three segments of different wire cost per
+        # page, so pages sent are a piecewise-linear function of bytes sent (`Scan`).
+        scan = Scan(np.array(self.segments(i)), np.array(self.segment_pages(i)))
         pages = self.remaining(i)
         # Decision points: window j's first slice starts after j windows' bytes, its second
-        # after cap1 more.  One is quiet while the queue after b bytes stays above the guard:
-        # pages - b / cost > threshold / P + 1, i.e. b < limit.  Count the quiet ones of each
-        # kind: ceil(limit / window_bytes) (the one-page margin absorbs float noise).
-        limit = (pages - np.maximum(threshold, st.threshold[i]) / st.P[i] - 1.0) * cost
-        x = limit / window_bytes
+        # after cap1 more.  One is quiet while the queue after b bytes stays above the guard
+        # (threshold / P + 1 pages), i.e. b < limit.  Count the quiet ones of each kind:
+        # ceil(limit / window_bytes) (the one-page margin absorbs float noise).
+        guard = np.maximum(threshold, st.threshold[i]) / st.P[i] + 1.0
+        x = scan.bytes_for(pages - guard) / window_bytes
         first = np.maximum(np.ceil(x), 0.0)
         second = np.where(one_slice, first, np.maximum(np.ceil(x - cap1 / window_bytes), 0.0))
         # Whole windows, then one more first slice when first == second + 1 ...
-        # ... without emptying the segment (a slice that would is left to an ordinary pass,
-        # which moves on to the next segment or ends early) and before the cap or the timer.
-        room = segment - cost
+        # ... leaving a page queued (a slice that empties the queue ends early: an ordinary
+        # pass takes it) and before the cap or the timer.
+        room = scan.bytes_for(pages - 1.0)
         # The 5 s timer: a tick syncs only if no sync happened since the previous tick (and
         # not in the first pass).  No sync happens inside a jump, so the jump may cross ticks
         # up to the first one that would sync.
@@ -569,21 +610,14 @@ class Engine:
         i, k, extra = i[take], k[take], extra[take]
         if i.size == 0:
             return
-        window_bytes, segment, cost, cap1 = (
-            window_bytes[take],
-            segment[take],
-            cost[take],
-            cap1[take],
-        )
-        next_tick, syncing_tick, pages = next_tick[take], syncing_tick[take], pages[take]
-        in_data, in_zero = in_data[take], in_zero[take]
+        window_bytes, cap1, pages = window_bytes[take], cap1[take], pages[take]
+        next_tick, syncing_tick = next_tick[take], syncing_tick[take]
+        scan = scan.take(take)
 
         tail = np.where(extra == 1, cap1, 0.0)  # the lone first slice, if any
         sent = k * window_bytes + tail
-        keep = (segment - sent) / segment
-        data = np.where(in_data, keep, 1.0)
-        zero = np.where(in_zero, keep, 1.0)
-        new = np.where(in_data | in_zero, 1.0, keep)
+        data, zero, new = scan.left(sent)
+        zero = np.where(st.zero_last[i], zero, data)
         st.zero_pages[i] += st.R_z[i] * (1.0 - zero)
         st.normal_pages[i] += (st.R_c[i] + st.R_h[i]) * (1.0 - data) + st.R_n[i] * (1.0 - new)
         st.R_z[i] *= zero
@@ -596,7 +630,7 @@ class Engine:
         st.win_start[i] = t0 + k * C.BUFFER_DELAY_US
         st.t[i] = st.win_start[i] + extra * C.MAX_WAIT_US
         st.win_bytes[i] = tail
-        st.win_pages[i] = tail / cost
+        st.win_pages[i] = scan.pages_sent(sent) - scan.pages_sent(sent - tail)
         # Ticks crossed were no-ops: as timer_tick would, note the sync count, move on.
         landed = st.t[i]
         crossed = next_tick <= landed
@@ -606,47 +640,39 @@ class Engine:
         # Counters of the last whole window, for those that crossed one.
         w = k >= 1
         j = i[w]
+        whole = k * window_bytes
+        last_window = scan.pages_sent(whole) - scan.pages_sent(whole - window_bytes)
         st.bandwidth[j] = st.regular_bandwidth[j]
         st.threshold[j] = st.regular_threshold[j]
         st.mbps[j] = window_bytes[w] * 8.0 / (C.BUFFER_DELAY_US / 1e6) / 1e6
-        st.pages_per_second[j] = window_bytes[w] / cost[w] / (C.BUFFER_DELAY_US / 1e6)
+        st.pages_per_second[j] = last_window[w] / (C.BUFFER_DELAY_US / 1e6)
         update = w & (st.dirty_pages_rate[i] != 0) & (window_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
         j = i[update]
         st.expected_downtime[j] = num.floor(st.dirty_bytes_last_sync[j] / st.regular_expected_bw[j])
         if self.samples is not None:
-            self.record_jump_samples(i, k, t0, x0, window_bytes, pages, cost)
+            self.record_jump_samples(i, k, t0, x0, window_bytes, pages, scan)
 
-    def current_segment(
-        self, i: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The first non-empty queue segment in scan order: its wire bytes, whether it holds
-        the data queues (cold, hot) and the zero pages, and its page count."""
+    def segment_pages(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pages in each segment of `segments`."""
         st = self.st
-        first, second, third = self.segments(i)
+        data = st.R_c[i] + st.R_h[i]
         last = st.zero_last[i]
-        data_pages = st.R_c[i] + st.R_h[i]
-        in_data = first > 0
-        in_second = ~in_data & (second > 0)
-        in_zero = (in_data & ~last) | in_second
-        wire = np.where(in_data, first, np.where(in_second, second, third))
-        pages = np.where(
-            in_data,
-            np.where(last, data_pages, st.R_z[i] + data_pages),
-            np.where(in_second, st.R_z[i], st.R_n[i]),
-        )
-        return wire, in_data, in_zero, pages
+        return np.where(last, data, st.R_z[i] + data), np.where(last, st.R_z[i], 0.0), st.R_n[i]
 
-    def record_jump_samples(self, i, k, t0, x0, window_bytes, pages, cost) -> None:  # noqa: ANN001
+    def record_jump_samples(self, i, k, t0, x0, window_bytes, pages, scan) -> None:  # noqa: ANN001
         """One sample per jumped window, as the reference would have polled them."""
         st = self.st
         rows = np.repeat(np.arange(i.size), k)
         step = np.arange(rows.size) - np.repeat(np.cumsum(k) - k, k) + 1
         ii = i[rows]
+        rows_scan = scan.take(rows)
+        sent = rows_scan.pages_sent(step * window_bytes[rows])
+        before = rows_scan.pages_sent((step - 1) * window_bytes[rows])
         self.samples.add(
             row=st.idx[ii], time_us=t0[rows] + step * C.BUFFER_DELAY_US,
             transferred_bytes=x0[rows] + step * window_bytes[rows],
-            remaining_bytes=(pages[rows] - step * window_bytes[rows] / cost[rows]) * st.P[ii],
-            mbps=st.mbps[ii], pages_per_second=st.pages_per_second[ii],
+            remaining_bytes=(pages[rows] - sent) * st.P[ii],
+            mbps=st.mbps[ii], pages_per_second=(sent - before) / (C.BUFFER_DELAY_US / 1e6),
             threshold_bytes=st.threshold[ii], expected_downtime_ms=st.expected_downtime[ii],
             dirty_pages_rate=st.dirty_pages_rate[ii], dirty_sync_count=st.sync_count[ii],
             throttle_pct=st.throttle[ii],
