@@ -274,7 +274,7 @@ def test_generated_docs_are_current():
         )
     text = (ROOT / "docs" / "pipeline.md").read_text()
     assert "| `ram_size` | `ram_size_bytes` | bytes |" in text
-    assert "| `outcome_setup_time_ms` | double | ms | `setup-time` |" in text
+    assert "| `total_time_ms` | double | ms | `total-time` |" in text
 
 
 def _pins(lines: list[str]) -> dict[str, str]:

@@ -76,7 +76,6 @@ def tables_from_chunk(
             "status": status,
             "converged": completed,
             "total_time_ms": s["total_time_ms"],
-            "setup_time_ms": s["setup_time_ms"],
             "downtime_ms": s["downtime_ms"],
             "downtime_exceeded": exceeded,
             "dirty_sync_count": s["dirty_sync_count"].astype(np.int32),

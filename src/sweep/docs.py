@@ -128,9 +128,6 @@ def column_reference() -> str:
             "",
             table_reference(io.summary_schema(), parameters=False),
             "",
-            f"An outcome whose name is also a parameter column carries the prefix "
-            f"`{io.OUTCOME_PREFIX}`.",
-            "",
             "#### `results/iterations/`: one row per dirty-bitmap sync",
             "",
             "A hive-partitioned dataset, `chunk=N/part-0.parquet` (N = 0, 1, ...): readers add "

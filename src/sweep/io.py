@@ -33,7 +33,6 @@ from .params import PARAMETERS, by_name_or_none
 __all__ = [
     "COMPRESSION",
     "METADATA_PREFIX",
-    "OUTCOME_PREFIX",
     "code_hash",
     "grid_schema",
     "iterations_schema",
@@ -48,9 +47,6 @@ __all__ = [
 
 COMPRESSION = "zstd"
 METADATA_PREFIX = "precopy_sweep."
-# An outcome column whose name is already a parameter column gets this prefix in the summary
-# (today only setup_time_ms: the parameter and QEMU's setup-time).
-OUTCOME_PREFIX = "outcome_"
 # Sources whose change changes simulated numbers or files: a change reruns every chunk.
 # tests/test_io.py checks that every module sweep.api imports (transitively) is listed.
 MODEL_FILES = (
@@ -106,11 +102,10 @@ def _columns_field(column: schema.Column, name: str | None = None) -> pa.Field:
 def summary_schema() -> pa.Schema:
     """scenario_id, every parameter's canonical column, then the outcomes of schema.SUMMARY."""
     params = _parameter_fields()
-    taken = {f.name for f in params}
-    outcomes = []
-    for column in schema.SUMMARY[1:]:
-        name = OUTCOME_PREFIX + column.name if column.name in taken else column.name
-        outcomes.append(_columns_field(column, name))
+    taken = {f.name for f in params} & {c.name for c in schema.SUMMARY}
+    if taken:
+        raise ValueError(f"outcome columns repeat parameter columns: {sorted(taken)}")
+    outcomes = [_columns_field(column) for column in schema.SUMMARY[1:]]
     return pa.schema([_columns_field(schema.SUMMARY[0]), *params, *outcomes])
 
 
@@ -127,8 +122,7 @@ def iterations_schema() -> pa.Schema:
 def table_from_frame(frame: pd.DataFrame, target: pa.Schema) -> pa.Table:
     """A pandas frame -> an Arrow table of `target`, column by column and by position.
 
-    Positional because :func:`sweep.api.simulate`'s summary may repeat a name (a parameter
-    and an outcome); names are checked against the target, allowing the outcome prefix.
+    Names are checked against the target, in order.
     """
     if frame.shape[1] != len(target):
         raise ValueError(
@@ -138,7 +132,7 @@ def table_from_frame(frame: pd.DataFrame, target: pa.Schema) -> pa.Table:
     arrays = []
     for i, field in enumerate(target):
         given = str(frame.columns[i])
-        if given != field.name and OUTCOME_PREFIX + given != field.name:
+        if given != field.name:
             raise ValueError(f"column {i}: expected {field.name!r}, got {given!r}")
         arrays.append(pa.array(frame.iloc[:, i], type=field.type, from_pandas=True))
     return pa.Table.from_arrays(arrays, schema=target.remove_metadata()).cast(target)

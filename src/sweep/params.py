@@ -164,7 +164,8 @@ PARAMETERS: tuple[Param, ...] = (
           "Non-iterable device state sent during downtime.", minimum=0, maximum=2**40,
           dtype="int64"),
     Param("setup_time", "setup_time_ms", "duration_ms", 10.0,
-          "Fixed cost of migration setup (dirty-log start and the first sync).",
+          "Fixed cost of migration setup (dirty-log start and the first sync); what "
+          "query-migrate reports as setup-time.", qemu="setup-time",
           minimum=0, maximum=600_000),
     Param("sync_time", "sync_time_ms", "duration_ms", 1.0,
           "Fixed cost of one dirty-bitmap sync on the migration thread.",

@@ -34,8 +34,6 @@ SUMMARY: tuple[Column, ...] = (
     Column("converged", pa.bool_(), "QEMU switched over on its own (status completed)."),
     Column("total_time_ms", pa.float64(), "From migrate to completion (or to the cancel).",
            "total-time"),
-    Column("setup_time_ms", pa.float64(), "Setup, including the first dirty sync.",
-           "setup-time"),
     Column("downtime_ms", pa.float64(), "VM stopped: stop + final sync + final copy and "
            "device state at link speed; null when cancelled.", "downtime"),
     Column("downtime_exceeded", pa.bool_(), "downtime_ms > downtime_limit_ms; null when "
