@@ -30,6 +30,8 @@ GRID = load_grid(config)
 include: "workflow/rules/grid.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/collect.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/validate.smk"
 
 
 rule all:
