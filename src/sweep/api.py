@@ -44,11 +44,12 @@ class Result:
 
 
 def scenario_ids(canonical: pd.DataFrame) -> np.ndarray:
-    """Stable ids: a 63-bit hash of each row's canonical parameters (column order fixed)."""
-    values = canonical[list(PARAMETER_COLUMNS)].copy()
-    for column in values.columns:
-        if isinstance(values[column].dtype, pd.CategoricalDtype):
-            values[column] = values[column].astype(str)
+    """Stable ids: a 63-bit hash of each row's canonical parameters (column order fixed).
+
+    Labels are hashed by value (pandas hashes a categorical's categories, then takes them by
+    code), so an id does not depend on which other scenarios share the table.
+    """
+    values = canonical[list(PARAMETER_COLUMNS)]
     hashed = pd.util.hash_pandas_object(values, index=False).to_numpy(dtype=np.uint64)
     return (hashed & np.uint64(2**63 - 1)).astype(np.int64)
 

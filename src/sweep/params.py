@@ -23,7 +23,7 @@ from .units import (
     RATE_FORMS,
     SIZE_FORMS,
     UnitError,
-    parse_dirty_rate,
+    dirty_rate_parts,
     parse_duration,
     parse_rate,
     parse_size,
@@ -350,6 +350,66 @@ def _round_whole(param: Param, values: np.ndarray, page: np.ndarray) -> np.ndarr
     return np.round(values)
 
 
+NUMERIC_KINDS = ("size", "rate", "dirty_rate", "duration_ms", "duration_s", "int")
+# How a parsed value becomes a number per scenario: as it is, times ram_size ("25%"), or
+# divided by page_size (a dirty rate in bytes/s).
+AS_IS, TIMES_RAM, PER_PAGE = 0, 1, 2
+
+
+def _parse_unique(param: Param, value: object) -> tuple[Any, int]:
+    """One distinct user value -> (parsed value, how it scales per scenario)."""
+    if param.relative_to_ram and isinstance(value, str) and value.strip().endswith("%"):
+        return parse_value(param, value, 1.0), TIMES_RAM
+    if param.kind == "dirty_rate":
+        try:
+            number, per_byte = dirty_rate_parts(value)
+        except UnitError:
+            raise ParameterError(param.name, value, param.forms) from None
+        return number, PER_PAGE if per_byte else AS_IS
+    return parse_value(param, value), AS_IS
+
+
+def _column(
+    param: Param, given: pd.Series | None, n: int, ram: np.ndarray, page: np.ndarray
+) -> np.ndarray | pd.Categorical:
+    """One parameter for every scenario: canonical numbers (float64), booleans or labels
+    (a categorical).
+
+    Each distinct value is parsed once (a million-row grid has a few dozen); missing values
+    take the default; a default of None (working_set_size) leaves NaN for the caller.
+    """
+    if (
+        given is not None
+        and param.kind in NUMERIC_KINDS
+        and pd.api.types.is_numeric_dtype(given.dtype)
+        and not pd.api.types.is_bool_dtype(given.dtype)
+    ):
+        values = given.to_numpy(dtype="float64")  # canonical numbers already
+        if param.kind == "int" and not np.all(np.mod(values[np.isfinite(values)], 1) == 0):
+            raise ParameterError(param.name, values[np.mod(values, 1) != 0][0], param.forms)
+        if param.default is not None and np.isnan(values).any():
+            default = _column(param, None, n, ram, page)
+            values = np.where(np.isnan(values), default, values)
+        return values
+    if given is None:
+        codes, uniques = np.full(n, -1, dtype=np.int64), []
+    else:
+        codes, uniques = pd.factorize(given.astype(object), use_na_sentinel=True)
+        uniques = list(uniques)
+    if (codes < 0).any():  # missing: the default, parsed like any other value
+        codes = np.where(codes < 0, len(uniques), codes)
+        uniques.append(param.default)
+    parsed = [(None, AS_IS) if u is None else _parse_unique(param, u) for u in uniques]
+    if param.kind == "bool":
+        return np.array([value for value, _ in parsed], dtype=bool)[codes]
+    if param.kind not in NUMERIC_KINDS:  # labels: a categorical, built from the codes
+        labels, which = np.unique([str(value) for value, _ in parsed], return_inverse=True)
+        return pd.Categorical.from_codes(which[codes], categories=labels)
+    number = np.array([np.nan if v is None else float(v) for v, _ in parsed])[codes]
+    scale = np.array([how for _, how in parsed], dtype=np.int8)[codes]
+    return np.select([scale == TIMES_RAM, scale == PER_PAGE], [number * ram, number / page], number)
+
+
 def normalize(scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Scenarios as users write them -> the canonical table (one column per parameter).
 
@@ -358,112 +418,50 @@ def normalize(scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataF
     Every value is checked against its range before any simulation starts.
     """
     frame = (
-        scenarios.copy() if isinstance(scenarios, pd.DataFrame) else pd.DataFrame(list(scenarios))
+        scenarios.reset_index(drop=True)
+        if isinstance(scenarios, pd.DataFrame)
+        else pd.DataFrame(list(scenarios))
     )
     extra = [c for c in frame.columns if c != "scenario_id" and by_name_or_none(c) is None]
     if extra:
         raise ParameterError("columns", extra, "scenario parameters: " + ", ".join(_BY_NAME))
     n = len(frame)
-    out = pd.DataFrame(index=frame.index)
-    if "scenario_id" in frame.columns:
-        out["scenario_id"] = frame["scenario_id"].to_numpy()
-    raw = {}
+    source: dict[str, pd.Series | None] = {}
     for param in PARAMETERS:
         given = [c for c in dict.fromkeys((param.name, param.column)) if c in frame.columns]
         if len(given) > 1:
             raise ParameterError(param.name, given, "either the name or the column, not both")
-        if not given and param.default is None:  # defaults to another parameter
-            raw[param] = None
-        elif not given:
-            raw[param] = pd.Series([param.default] * n, index=frame.index)
-        elif frame[given[0]].isna().any():  # a scenario that leaves this parameter out
-            column = frame[given[0]].astype(object)
-            raw[param] = column.where(column.notna(), param.default)
-        else:
-            raw[param] = frame[given[0]]
+        source[param.name] = frame[given[0]] if given else None
 
-    def canonical(param: Param, ram: np.ndarray | None = None) -> np.ndarray:
-        series = raw[param]
-        if (
-            param.kind in ("size", "rate", "duration_ms", "duration_s", "int")
-            and (
-                pd.api.types.is_numeric_dtype(series.dtype)
-                and not pd.api.types.is_bool_dtype(series)
-            )
-            and not param.relative_to_ram
-        ):
-            values = series.to_numpy(dtype="float64")
-            if param.kind == "int" and not np.all(np.mod(values, 1) == 0):
-                bad = values[np.mod(values, 1) != 0][0]
-                raise ParameterError(param.name, bad, param.forms)
-            return values
-        if ram is None:
-            codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=False)
-            parsed = np.array([parse_value(param, u) for u in uniques], dtype=object)
-            return parsed[codes]
-        # shares of RAM ("25%") depend on each row's ram_size; missing values stay NaN
-        codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=True)
-        values = np.full(len(series), np.nan)
-        for code, value in enumerate(uniques):
-            rows = codes == code
-            if isinstance(value, str) and value.strip().endswith("%"):
-                values[rows] = parse_value(param, value, 1.0) * ram[rows]
-            else:
-                values[rows] = parse_value(param, value)
-        return values
-
-    page = canonical(by_name("page_size")).astype("float64")
+    out: dict[str, Any] = {}
+    if "scenario_id" in frame.columns:
+        out["scenario_id"] = frame["scenario_id"].to_numpy()
+    ones = np.ones(n)
+    page = _column(by_name("page_size"), source["page_size"], n, ones, ones)
     bad = ~np.isin(page, [2.0**k for k in range(10, 17)])
     if bad.any():
         raise ParameterError("page_size", page[bad][0], "a power of two from 1024 to 65536")
-    ram = canonical(by_name("ram_size")).astype("float64")
+    ram = _column(by_name("ram_size"), source["ram_size"], n, ones, page)
     for param in PARAMETERS:
-        if param.name == "page_size":
-            values = page
-        elif param.name == "ram_size":
-            values = ram
-        elif raw[param] is None:  # working_set_size: all of the non-zero memory
-            values = out["nonzero_size_bytes"].to_numpy(dtype="float64")
-        elif param.default is None:  # given for some scenarios only
-            given = raw[param].notna().to_numpy()
-            values = out["nonzero_size_bytes"].to_numpy(dtype="float64").copy()
-            values[given] = canonical(param, ram)[given].astype("float64")
-        elif param.relative_to_ram:
-            values = canonical(param, ram).astype("float64")
-        elif param.kind == "dirty_rate":
-            series = raw[param]
-            if pd.api.types.is_numeric_dtype(series.dtype):
-                values = series.to_numpy(dtype="float64")
-            else:
-                values = np.array([_dirty(param, v, p) for v, p in zip(series, page, strict=True)])
-        else:
-            values = canonical(param)
-        if param.kind in ("size", "rate", "duration_ms", "duration_s", "dirty_rate", "int"):
-            values = np.asarray(values, dtype="float64")
+        values = _column(param, source[param.name], n, ram, page)
+        if param.kind in NUMERIC_KINDS:
+            if param.default is None:  # working_set_size: all of the non-zero memory
+                values = np.where(np.isnan(values), out["nonzero_size_bytes"], values)
             if param.dtype == "int64":
                 values = _round_whole(param, values, page)
             _check_range(param, values, frame.index)
             out[param.column] = values.astype(param.dtype)
-        elif param.kind == "bool":
-            out[param.column] = np.asarray(
-                [_parse_bool(param, v) for v in values] if values.dtype == object else values,
-                dtype=bool,
-            )
+            if param.name == "ram_size":
+                ram = out[param.column].astype("float64")
         else:
-            out[param.column] = pd.Categorical(np.asarray(values, dtype=object).astype(str))
-    _check_relations(out)
-    return out.reset_index(drop=True)
+            out[param.column] = values
+    result = pd.DataFrame(out)
+    _check_relations(result)
+    return result
 
 
 def by_name_or_none(name: str) -> Param | None:
     return _BY_NAME.get(name) or _BY_COLUMN.get(name)
-
-
-def _dirty(param: Param, value: object, page: float) -> float:
-    try:
-        return parse_dirty_rate(value, page)
-    except UnitError:
-        raise ParameterError(param.name, value, param.forms) from None
 
 
 def _check_range(param: Param, values: np.ndarray, index: pd.Index) -> None:
@@ -503,10 +501,10 @@ def _check_relations(out: pd.DataFrame) -> None:
         (out["auto_converge"].to_numpy() & out["dirty_limit"].to_numpy(), "dirty_limit",
          "dirty_limit", "false when auto_converge is on (QEMU refuses both)"),
     ]  # fmt: skip
-    versions = {v: parse_version(v) for v in out["qemu_version"].cat.categories}
-    label = out["qemu_version"].astype(str).to_numpy()
-    no_switch = np.array([not versions[v].has_switchover_bandwidth for v in label])
-    no_limit = np.array([not versions[v].has_dirty_limit for v in label])
+    version = out["qemu_version"].cat
+    known = [parse_version(v) for v in version.categories]
+    no_switch = np.array([not v.has_switchover_bandwidth for v in known])[version.codes]
+    no_limit = np.array([not v.has_dirty_limit for v in known])[version.codes]
     rules += [
         (no_switch & (out["switchover_bandwidth_bytes_per_s"].to_numpy() > 0),
          "switchover_bandwidth", "switchover_bandwidth_bytes_per_s",

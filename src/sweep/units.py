@@ -13,6 +13,7 @@ import re
 
 __all__ = [
     "UnitError",
+    "dirty_rate_parts",
     "format_bytes",
     "format_duration_ms",
     "format_rate",
@@ -138,21 +139,27 @@ def parse_rate(value: object) -> float:
     return number * factor
 
 
-def parse_dirty_rate(value: object, page_size: float) -> float:
-    """Page writes per second from "20000", "20k pages/s", "50MB/s" (bytes / page size)."""
+def dirty_rate_parts(value: object) -> tuple[float, bool]:
+    """(pages/s, False) for "20000" or "20k pages/s"; (bytes/s, True) for "50MB/s"."""
     number, unit = _split(value)
     low = unit.lower()
     if low == "":
-        return number
+        return number, False
     for prefix, factor in (("", 1.0), ("k", 1e3), ("m", 1e6)):
         if low in (prefix + "pages/s", prefix + "page/s", prefix + "pps", prefix + "/s"):
-            return number * factor
+            return number * factor, False
     try:
-        return parse_rate(value) / page_size
+        return parse_rate(value), True
     except UnitError:
         raise UnitError(
             f"unknown dirty-rate unit {unit!r} in {value!r}; expected {DIRTY_FORMS}"
         ) from None
+
+
+def parse_dirty_rate(value: object, page_size: float) -> float:
+    """Page writes per second from "20000", "20k pages/s", "50MB/s" (bytes / page size)."""
+    number, per_byte = dirty_rate_parts(value)
+    return number / page_size if per_byte else number
 
 
 def parse_duration(value: object, unit: str = "ms") -> float:
