@@ -1,13 +1,13 @@
 # Set-up and everyday commands.  On a fresh machine with Python 3.11 (with its venv module)
 # and make, these two are all it takes:
-#     make run     # create .venv if needed, run the default sweep and write its report
+#     make run     # create .venv if needed, run the default sweep, write results/report.html
 #     make test    # create .venv if needed, run the tests (end-to-end runs included)
 # Variables: make run CORES=8 CONFIG=my.yaml REPORT=report.zip PYTHON=python3.11
 
 PYTHON ?= python3
 VENV ?= .venv
 CORES ?= all
-REPORT ?= report.html
+REPORT ?= results/report.html
 CONFIG ?=
 BIN := $(VENV)/bin
 # Reinstall only when the pins or the package metadata change.
@@ -43,4 +43,4 @@ lint: $(STAMP)
 
 # Remove the results of the default run (keeps .venv).
 clean:
-	rm -rf results .snakemake $(REPORT)
+	rm -rf results .snakemake

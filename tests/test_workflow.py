@@ -185,8 +185,8 @@ def test_rerun_is_a_no_op(run):
 @pytest.mark.slow
 def test_docs_reading_examples_run(run):
     directory, _ = run
-    text = (ROOT / "docs" / "pipeline.md").read_text()
-    section = text.split("## Reading the results", 1)[1].split("\n## ", 1)[0]
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Reading the results", 1)[1].split("\n### ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     assert len(blocks) == 3
     code = "\n".join(blocks)
@@ -269,14 +269,14 @@ def test_lint_and_format(tmp_path):
 
 
 def test_generated_docs_are_current():
-    for path in ("docs/pipeline.md", "workflow/schemas/config.schema.yaml"):
+    for path in ("README.md", "docs/pipeline.md", "workflow/schemas/config.schema.yaml"):
         text = (ROOT / path).read_text()
         assert docs.render(text) == text, (
-            "run: python -m sweep.docs docs/pipeline.md workflow/schemas/config.schema.yaml"
+            "run: python -m sweep.docs README.md docs/pipeline.md "
+            "workflow/schemas/config.schema.yaml"
         )
-    text = (ROOT / "docs" / "pipeline.md").read_text()
-    assert "| `ram_size` | `ram_size_bytes` | bytes |" in text
-    assert "| `total_time_ms` | double | ms | `total-time` |" in text
+    assert "| `ram_size` | `ram_size_bytes` | bytes |" in (ROOT / "docs/pipeline.md").read_text()
+    assert "| `total_time_ms` | double | ms | `total-time` |" in (ROOT / "README.md").read_text()
 
 
 def _pins(lines: list[str]) -> dict[str, str]:

@@ -5,8 +5,8 @@
 them from :data:`sweep.params.PARAMETERS` and the Arrow schemas of :mod:`sweep.io` (built from
 :mod:`sweep.schema`), so nothing is written twice::
 
-    python -m sweep.docs docs/pipeline.md workflow/schemas/config.schema.yaml  # rewrite
-    python -m sweep.docs --check docs/pipeline.md workflow/schemas/config.schema.yaml
+    python -m sweep.docs README.md docs/pipeline.md workflow/schemas/config.schema.yaml  # rewrite
+    python -m sweep.docs --check README.md docs/pipeline.md workflow/schemas/config.schema.yaml
 
 The schema's list of parameter names is such a block too: after adding a parameter to
 :data:`sweep.params.PARAMETERS`, run the first command (``tests/test_workflow.py`` fails until
