@@ -54,6 +54,7 @@ def scenario(draw: st.DrawFn) -> dict:
         "vcpus": draw(st.integers(1, 16)),
         "max_bandwidth": draw(st.one_of(st.just(0), log_uniform(2e5, 2e10).map(int))),
         "link_bandwidth": draw(log_uniform(1e6, 1.5e10)),
+        "first_copy_bandwidth": draw(st.one_of(st.just(0.0), log_uniform(1e6, 1.5e10))),
         "downtime_limit": draw(st.integers(0, 3000)),
         "switchover_bandwidth": 0,
         "device_state_size": draw(st.integers(0, 2**24)),

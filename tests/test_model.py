@@ -365,3 +365,17 @@ def test_a_ring_slower_than_the_stream_adds_every_page_it_wrote() -> None:
     du = u["time_ms"].diff() / 1000
     late = u.index[3:]
     assert (u.loc[late, "new_dirty_pages"] < rate * du[late]).all()
+
+
+def test_pages_in_their_first_pass_are_copied_at_first_copy_bandwidth() -> None:
+    """The destination allocates memory for pages it has never received: the final copy of an
+    idle guest (all first-pass pages) runs at first_copy_bandwidth; a busy guest's final
+    copy, made of pages sent before, at link_bandwidth."""
+    base = dict(ram_size="1GiB", max_bandwidth="128MiB/s", link_bandwidth="10Gbit/s",
+                first_copy_bandwidth="500MB/s", device_state_size=0)  # fmt: skip
+    r = sweep.simulate([{**base, "dirty_rate": 0}, {**base, "dirty_rate": "20MB/s"}]).summary
+    idle, busy = r.iloc[0], r.iloc[1]
+    fixed = idle["stop_time_ms"] + idle["sync_time_ms"]
+    assert idle["downtime_ms"] == pytest.approx(fixed + idle["downtime_bytes"] / 500e6 * 1e3)
+    assert busy["dirty_sync_count"] > 3  # the scan wrapped: the last pages went out before
+    assert busy["downtime_ms"] == pytest.approx(fixed + busy["downtime_bytes"] / 1.25e9 * 1e3)

@@ -45,7 +45,7 @@ CONSTANTS = (
     "idx", "P", "wire_normal", "W", "pattern", "w", "L", "slice_bytes", "budget", "DL", "Bsw",
     "S_dev", "setup_us", "sync_us", "stop_us", "max_time_us", "max_iterations", "auto_converge",
     "dirty_limit", "quota", "periodic", "sync_le", "complete_le", "device_in_transferred",
-    "trigger_pct", "ac_initial", "ac_increment", "ac_max", "tailslow", "zero_last",
+    "trigger_pct", "ac_initial", "ac_increment", "ac_max", "tailslow", "zero_last", "L_first",
     # a regular window (see regular_window)
     "one_slice", "cap1", "window_bytes", "regular_bandwidth", "regular_threshold",
     "regular_expected_bw",
@@ -57,7 +57,7 @@ STATE = (
     "expected_downtime", "mbps", "pages_per_second", "dirty_pages_rate",
     "dirty_bytes_last_sync", "num_dirty_pages_period", "bytes_xfer_prev", "period_start",
     "time_last_bitmap_sync", "dirty_rate_high_cnt", "throttle", "dirty_limit_active",
-    "prev_sync_cnt", "next_tick", "ring_lapped", "live",
+    "prev_sync_cnt", "next_tick", "ring_lapped", "first_pass", "live",
 )  # fmt: skip
 
 ITERATION_FIELDS = (
@@ -140,6 +140,8 @@ def _init(frame: pd.DataFrame) -> State:
     st.pattern = pattern_code(list(patterns))[pattern_of]
     st.w = f8("dirty_rate_pages_per_s")
     st.L = f8("link_bandwidth_bytes_per_s") / 1e6
+    first = f8("first_copy_bandwidth_bytes_per_s") / 1e6
+    st.L_first = np.where(first != 0, first, st.L)
     st.slice_bytes = st.L * C.MAX_WAIT_US
     st.budget = (i8("max_bandwidth_bytes_per_s") // C.XFER_LIMIT_RATIO).astype(np.float64)
     st.DL = f8("downtime_limit_ms")
@@ -186,6 +188,7 @@ def _init(frame: pd.DataFrame) -> State:
     st.prev_sync_cnt = np.full(n, 2, dtype=np.int64)
     st.next_tick = np.where(st.periodic, C.PERIODIC_SYNC_US, NEVER).astype(np.int64)
     st.ring_lapped = np.ones(n, dtype=bool)  # the setup queue is the whole working set
+    st.first_pass = np.ones(n, dtype=bool)  # the old queue holds pages never sent
     st.live = np.ones(n, dtype=bool)
     st.t = st.setup_us.copy()
     st.time_last_bitmap_sync = st.t.copy()
@@ -311,6 +314,7 @@ class Engine:
         st.ring_lapped[i] = num.at_most(W, logged)
         # the cursor has wrapped into the last sync's pages: they are ahead of it now
         wrapped = st.R_z[i] + st.R_c[i] + R_h == 0.0
+        st.first_pass[i] &= ~wrapped
         st.R_h[i] = np.where(wrapped, R_n, R_h)
         st.R_n[i] = np.where(wrapped, new, R_n + new)
         st.num_dirty_pages_period[i] += new
@@ -484,19 +488,21 @@ class Engine:
         st.budget_spent = np.where(go, spent, st.budget_spent)
 
     def completion(self, i: np.ndarray) -> None:
-        """migration_completion: stop, final sync, copy the rest and the devices at link speed."""
+        """migration_completion: stop, final sync, copy the rest and the devices at link speed
+        (pages still in their first pass at first_copy_bandwidth)."""
         st = self.st
         downtime_start = st.t[i].copy()
         st.t[i] += st.stop_us[i]
         self.bitmap_sync(i, SYNC_FINAL)
         final_bytes = self.wire_bytes(i)
+        old, zero, _ = self.segments(i)
+        first_bytes = np.where(st.first_pass[i], old + zero, 0.0)
         st.zero_pages[i] += st.R_z[i]
         st.normal_pages[i] += st.R_c[i] + st.R_h[i] + st.R_n[i]
         st.R_z[i] = st.R_c[i] = st.R_h[i] = st.R_n[i] = 0.0
         st.X[i] += final_bytes + st.S_dev[i]
-        downtime_ms = (st.t[i] - downtime_start) / 1000.0 + (final_bytes + st.S_dev[i]) / st.L[
-            i
-        ] / 1000.0
+        copy_us = first_bytes / st.L_first[i] + (final_bytes - first_bytes + st.S_dev[i]) / st.L[i]
+        downtime_ms = (st.t[i] - downtime_start) / 1000.0 + copy_us / 1000.0
         rows = st.idx[i]
         self.downtime_ms[rows] = downtime_ms
         self.downtime_bytes[rows] = final_bytes

@@ -81,6 +81,8 @@ class ReferenceMigration:
         self.pattern = pattern_code([r["write_pattern"]])
         self.w = float(r["dirty_rate_pages_per_s"])
         self.L = float(r["link_bandwidth_bytes_per_s"]) / 1e6  # bytes per microsecond
+        first = float(r["first_copy_bandwidth_bytes_per_s"])
+        self.L_first = first / 1e6 if first else self.L
         self.budget = float(int(r["max_bandwidth_bytes_per_s"]) // C.XFER_LIMIT_RATIO)
         self.DL = float(r["downtime_limit_ms"])
         self.Bsw = float(r["switchover_bandwidth_bytes_per_s"])
@@ -101,6 +103,8 @@ class ReferenceMigration:
         # Pages the last sync added: behind the scan cursor, so sent after the others.
         self.R_n = 0.0
         self.zero_last = r["zero_page_layout"] == "end"
+        # The old queue still holds the first pass: pages the destination never received.
+        self.first_pass = True
         # The writer's last arc covered the whole working set (true of the setup queue).
         self.ring_lapped = True
         self.t = 0
@@ -186,6 +190,7 @@ class ReferenceMigration:
         self.ring_lapped = bool(num.at_most(self.W, logged))
         if self.R_z + self.R_c + self.R_h == 0.0:
             # the cursor has wrapped into the last sync's pages: they are ahead of it now
+            self.first_pass = False
             self.R_h, self.R_n = self.R_n, new
         else:
             self.R_n += new
@@ -368,22 +373,24 @@ class ReferenceMigration:
     def completion(self) -> None:
         """migration_completion: stop the VM, final sync, send the rest at link speed.
 
-        Assumption: the downtime ends with the last byte; destination load and resume are
-        not included (as in QEMU's own `downtime`).
+        Pages still in their first pass go at first_copy_bandwidth (the destination
+        allocates their memory as they arrive).  Assumption: the downtime ends with the last
+        byte; destination load and resume are not included (as in QEMU's own `downtime`).
         """
         downtime_start = self.t
         self.t += self.stop_us  # the guest keeps writing until its vCPUs are stopped
         self.bitmap_sync(SYNC_FINAL)
         self.w = 0.0
         final_bytes = self.wire_bytes()
+        old, zero, _ = self.segments()
+        first_bytes = old + zero if self.first_pass else 0.0
         self.zero_pages += self.R_z
         self.normal_pages += self.R_c + self.R_h + self.R_n
         self.R_z = self.R_c = self.R_h = self.R_n = 0.0
         self.downtime_bytes = final_bytes
         self.X += final_bytes + self.S_dev
-        self.downtime_ms = (self.t - downtime_start) / 1000.0 + (
-            final_bytes + self.S_dev
-        ) / self.L / 1000.0
+        copy_us = first_bytes / self.L_first + (final_bytes - first_bytes + self.S_dev) / self.L
+        self.downtime_ms = (self.t - downtime_start) / 1000.0 + copy_us / 1000.0
         self.total_time_ms = downtime_start / 1000.0 + self.downtime_ms
         self.status = COMPLETED
 
