@@ -79,6 +79,11 @@ SUMMARY_FIELDS = (
 NEVER = np.iinfo(np.int64).max // 4  # a time no scenario reaches
 
 
+def flat(mask: np.ndarray) -> np.ndarray:
+    """Indices of the true entries (np.flatnonzero without its Python-level overhead)."""
+    return mask.nonzero()[0]
+
+
 class State:
     """Every array of the chunk, one attribute each; rows are the scenarios still in the loop."""
 
@@ -231,25 +236,21 @@ class Scan:
         return Scan(self.wire[:, rows], self.pages[:, rows])
 
     def pages_sent(self, sent: np.ndarray) -> np.ndarray:
-        return (np.clip(sent - self.start, 0.0, self.wire) * self.per_byte).sum(axis=0)
+        part = np.minimum(np.maximum(sent - self.start, 0.0), self.wire)
+        return np.add.reduce(part * self.per_byte, axis=0)
 
     def bytes_for(self, pages: np.ndarray) -> np.ndarray:
         """Bytes to send until `pages` pages have gone (inverse of pages_sent; -inf if < 0)."""
         inside = (pages <= self.before + self.pages) & (self.pages > 0)
-        segment = np.argmax(inside, axis=0)[None, :]
-        cost = np.take_along_axis(self.wire, segment, 0) / np.maximum(
-            np.take_along_axis(self.pages, segment, 0), 1e-300
-        )
-        out = (
-            np.take_along_axis(self.start, segment, 0)
-            + (pages - np.take_along_axis(self.before, segment, 0)) * cost
-        )[0]
-        out = np.where(inside.any(axis=0), out, np.inf)
+        segment = np.argmax(inside, axis=0)
+        cost = np.choose(segment, self.wire) / np.maximum(np.choose(segment, self.pages), 1e-300)
+        out = np.choose(segment, self.start) + (pages - np.choose(segment, self.before)) * cost
+        out = np.where(np.logical_or.reduce(inside, axis=0), out, np.inf)
         return np.where(pages < 0, -np.inf, out)
 
     def left(self, sent: np.ndarray) -> np.ndarray:
         """The share of each segment still queued after `sent` bytes (exactly 0 when sent)."""
-        part = np.clip(sent - self.start, 0.0, self.wire)
+        part = np.minimum(np.maximum(sent - self.start, 0.0), self.wire)
         gone = num.at_most(self.wire, part)
         return np.where(gone, 0.0, (self.wire - part) / np.where(self.wire > 0, self.wire, 1.0))
 
@@ -388,7 +389,7 @@ class Engine:
     def update_counters(self, due: np.ndarray) -> None:
         """migration_update_counters for the scenarios whose window is at least 100 ms old."""
         st = self.st
-        i = np.flatnonzero(due)
+        i = flat(due)
         if i.size == 0:
             return
         elapsed_ms = (st.t[i] - st.win_start[i]) / 1000.0
@@ -431,7 +432,7 @@ class Engine:
         want = active & np.where(
             st.sync_le, num.at_most(pending, threshold), num.below(pending, threshold)
         )
-        i = np.flatnonzero(want)
+        i = flat(want)
         if i.size:
             self.bitmap_sync(i, SYNC_EXACT)
             pending[i] = self.remaining(i) * st.P[i]
@@ -441,7 +442,7 @@ class Engine:
             (pending == 0) | num.below(pending, threshold),
         )
         if switch.any():
-            self.completion(np.flatnonzero(switch))
+            self.completion(flat(switch))
         self.ram_save_iterate(active & ~switch)
 
     def ram_save_iterate(self, go: np.ndarray) -> None:
@@ -514,7 +515,7 @@ class Engine:
         st = self.st
         due = st.live & (st.t >= st.next_tick)
         while due.any():
-            i = np.flatnonzero(due)
+            i = flat(due)
             stale = (st.sync_count[i] > 1) & (st.sync_count[i] == st.prev_sync_cnt[i])
             self.bitmap_sync(i[stale], SYNC_TIMER)  # charged like the reference's
             st.prev_sync_cnt[i] = st.sync_count[i]
@@ -525,10 +526,10 @@ class Engine:
         """guestperf's policy: cancel after max_time or more than max_iterations syncs."""
         st = self.st
         late = st.live & (st.t >= st.max_time_us)
-        many = st.live & ~late & (st.max_iterations > 0) & (st.sync_count > st.max_iterations)
+        many = st.live & ~late & self.capped()
         for mask, status in ((late, CANCELLED_TIME), (many, CANCELLED_ITERATIONS)):
             if mask.any():
-                i = np.flatnonzero(mask)
+                i = flat(mask)
                 self.total_time_ms[st.idx[i]] = st.t[i] / 1000.0
                 self.finish(i, status)
 
@@ -569,11 +570,20 @@ class Engine:
         manager and the 5 s timer stay exact too.
         """
         st = self.st
-        fresh = st.live & (st.t == st.win_start) & (st.win_bytes == 0)
-        fresh &= ~((st.max_iterations > 0) & (st.sync_count > st.max_iterations))
-        i = np.flatnonzero(fresh)
+        fresh = st.live & (st.t == st.win_start) & (st.win_bytes == 0) & ~self.capped()
+        i = flat(fresh)
         if i.size == 0:
             return
+        self.jump(i)
+
+    def capped(self) -> np.ndarray:
+        """Scenarios the manager cancels at their next loop top (more than max_iterations)."""
+        st = self.st
+        return (st.max_iterations > 0) & (st.sync_count > st.max_iterations)
+
+    def jump(self, i: np.ndarray) -> None:
+        """The closed-form jump for fresh scenarios `i` (see jump_quiet_windows)."""
+        st = self.st
         one_slice, cap1, window_bytes = st.one_slice[i], st.cap1[i], st.window_bytes[i]
         threshold = st.regular_threshold[i]
 
@@ -586,13 +596,13 @@ class Engine:
         # (threshold / P + 1 pages), i.e. b < limit.  Count the quiet ones of each kind:
         # ceil(limit / window_bytes) (the one-page margin absorbs float noise).
         guard = np.maximum(threshold, st.threshold[i]) / st.P[i] + 1.0
-        x = scan.bytes_for(pages - guard) / window_bytes
+        limit, room = scan.bytes_for(pages - guard), scan.bytes_for(pages - 1.0)
+        x = limit / window_bytes
         first = np.maximum(np.ceil(x), 0.0)
         second = np.where(one_slice, first, np.maximum(np.ceil(x - cap1 / window_bytes), 0.0))
         # Whole windows, then one more first slice when first == second + 1 ...
         # ... leaving a page queued (a slice that empties the queue ends early: an ordinary
         # pass takes it) and before the cap or the timer.
-        room = scan.bytes_for(pages - 1.0)
         # The 5 s timer: a tick syncs only if no sync happened since the previous tick (and
         # not in the first pass).  No sync happens inside a jump, so the jump may cross ticks
         # up to the first one that would sync.
@@ -622,17 +632,8 @@ class Engine:
 
         tail = np.where(extra == 1, cap1, 0.0)  # the lone first slice, if any
         sent = k * window_bytes + tail
-        data, zero, new = scan.left(sent)
-        zero = np.where(st.zero_last[i], zero, data)
-        st.zero_pages[i] += st.R_z[i] * (1.0 - zero)
-        st.normal_pages[i] += (st.R_c[i] + st.R_h[i]) * (1.0 - data) + st.R_n[i] * (1.0 - new)
-        st.R_z[i] *= zero
-        st.R_c[i] *= data
-        st.R_h[i] *= data
-        st.R_n[i] *= new
         t0, x0 = st.t[i], st.X[i]
-        st.X[i] = x0 + sent
-        st.precopy_bytes[i] += sent
+        self.send_from(i, scan, sent)
         st.win_start[i] = t0 + k * C.BUFFER_DELAY_US
         st.t[i] = st.win_start[i] + extra * C.MAX_WAIT_US
         st.win_bytes[i] = tail
@@ -657,6 +658,20 @@ class Engine:
         st.expected_downtime[j] = num.floor(st.dirty_bytes_last_sync[j] / st.regular_expected_bw[j])
         if self.samples is not None:
             self.record_jump_samples(i, k, t0, x0, window_bytes, pages, scan)
+
+    def send_from(self, i: np.ndarray, scan: Scan, sent: np.ndarray) -> None:
+        """Take `sent` bytes from the queues in scan order (no clock, no window counters)."""
+        st = self.st
+        data, zero, new = scan.left(sent)
+        zero = np.where(st.zero_last[i], zero, data)
+        st.zero_pages[i] += st.R_z[i] * (1.0 - zero)
+        st.normal_pages[i] += (st.R_c[i] + st.R_h[i]) * (1.0 - data) + st.R_n[i] * (1.0 - new)
+        st.R_z[i] *= zero
+        st.R_c[i] *= data
+        st.R_h[i] *= data
+        st.R_n[i] *= new
+        st.X[i] += sent
+        st.precopy_bytes[i] += sent
 
     def segment_pages(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pages in each segment of `segments`."""

@@ -26,15 +26,10 @@ ArrayLike = np.ndarray | float
 
 def uniform(interval_s: ArrayLike, rate: ArrayLike, working_set: ArrayLike) -> np.ndarray:
     """Random writes: coupon collecting, W * (1 - exp(-rate * t / W))."""
-    interval_s, rate, working_set = np.broadcast_arrays(
-        np.asarray(interval_s, dtype=float),
-        np.asarray(rate, dtype=float),
-        np.asarray(working_set, dtype=float),
-    )
-    out = np.zeros(interval_s.shape)
+    working_set = np.asarray(working_set, dtype=float)
     live = working_set > 0
-    out[live] = -working_set[live] * np.expm1(-rate[live] * interval_s[live] / working_set[live])
-    return out
+    safe = np.where(live, working_set, 1.0)
+    return np.where(live, -working_set * np.expm1(-np.multiply(rate, interval_s) / safe), 0.0)
 
 
 def sequential(interval_s: ArrayLike, rate: ArrayLike, working_set: ArrayLike) -> np.ndarray:
@@ -74,10 +69,6 @@ def newly_dirty(
     rule takes the worst sequential run from -29 % to -6 % in total time
     (docs/validation.md, miss 2).
     """
-    code, written, queued, working_set, lapped = np.broadcast_arrays(
-        np.asarray(code), np.asarray(written, dtype=float), np.asarray(queued, dtype=float),
-        np.asarray(working_set, dtype=float), np.asarray(lapped, dtype=bool),
-    )  # fmt: skip
     live = working_set > 0
     share = np.where(live, queued / np.where(live, working_set, 1.0), 0.0)
     independent = written * (1.0 - share)
@@ -89,14 +80,12 @@ def newly_dirty(
 def distinct_pages(
     code: np.ndarray, interval_s: np.ndarray, rate: np.ndarray, working_set: np.ndarray
 ) -> np.ndarray:
-    """Distinct pages dirtied, choosing each scenario's workload by its pattern code."""
-    code, interval_s, rate, working_set = np.broadcast_arrays(
-        np.asarray(code), np.asarray(interval_s, dtype=float), np.asarray(rate, dtype=float),
-        np.asarray(working_set, dtype=float),
-    )  # fmt: skip
-    out = np.empty(interval_s.shape)
+    """Distinct pages dirtied, choosing each scenario's workload by its pattern code.
+
+    Every workload is evaluated on every scenario and the right one picked: the functions
+    are cheap, and a few whole-array calls beat many masked small ones.
+    """
+    out = np.zeros(np.broadcast(code, interval_s, rate, working_set).shape)
     for number, function in enumerate(WORKLOADS.values()):
-        rows = code == number
-        if np.any(rows):
-            out[rows] = function(interval_s[rows], rate[rows], working_set[rows])
+        out = np.where(code == number, function(interval_s, rate, working_set), out)
     return out
