@@ -12,7 +12,8 @@ and check that
 * the grid, the summary, the iterations dataset, the chunk files and the manifest are
   byte-identical to a local ``--cores 2`` run of the same config;
 * a job that fails makes the SLURM run exit non-zero within the time-out, and the rerun after
-  the fault is gone runs only the missing chunks (and collect), leaving the others untouched.
+  the fault is gone runs only the missing chunks (and collect), leaving the others untouched;
+* a status poll that can never succeed (sacct without accounting) is cut by the time-out.
 
 The fault is injected into a copy of the workflow made for the test (its ``simulate.py``
 raises while a marker file names the chunk): the repository's code has no test hook.
@@ -153,16 +154,18 @@ def cluster():
         lock.close()
 
 
-def snakemake(directory: Path, snakefile: Path, *args: str, env: dict | None = None) -> Run:
+def snakemake(
+    directory: Path, snakefile: Path, *args: str, env: dict | None = None, timeout: int = TIMEOUT
+) -> Run:
     """One Snakemake run in `directory` under a hard time-out; never raises on failure."""
     command = [
-        "timeout", "--foreground", "-s", "INT", "-k", "30", str(TIMEOUT),
+        "timeout", "--foreground", "-s", "INT", "-k", "30", str(timeout),
         sys.executable, "-m", "snakemake", "--snakefile", str(snakefile),
         "--configfile", "sweep.yaml", *args, *TARGETS,
     ]  # fmt: skip
     started = time.monotonic()
     done = subprocess.run(
-        command, cwd=directory, env=env, capture_output=True, text=True, timeout=TIMEOUT + 60
+        command, cwd=directory, env=env, capture_output=True, text=True, timeout=timeout + 60
     )
     seconds = time.monotonic() - started
     print(f"{directory.name}: snakemake {' '.join(args[:2])} ... exit {done.returncode} "
@@ -335,3 +338,18 @@ def test_failed_job_fails_the_run_and_rerun_completes_only_the_missing_work(
     assert_same_results(local_run.directory, directory)
     print(f"failing run {failed.seconds:.1f} s (exit {failed.returncode}), "
           f"rerun {rerun.seconds:.1f} s: {len(missing)} of {len(CHUNKS)} chunks")  # fmt: skip
+
+
+def test_a_stuck_status_poll_is_cut_by_the_time_out(cluster, tmp_path):
+    """sacct without accounting fails on every poll: the plugin never learns that its jobs
+    ended and Snakemake would wait forever.  The time-out's SIGINT stops it."""
+    directory = sweep_directory(tmp_path)
+    stuck = (*SLURM, "--slurm-status-command", "sacct")
+    run = snakemake(directory, ROOT / "Snakefile", *stuck, env=cluster, timeout=30)
+    assert run.returncode == 124, run.output[-3000:]  # SIGINT at 30 s was enough (no KILL)
+    assert run.seconds < 30 + 25
+    assert "Terminating processes on user request" in run.output
+    assert len(run.submissions()) == 2
+    # nothing of the run is left queued or running
+    states = squeue_states(cluster)
+    assert {states[jobid][1] for jobid in run.submissions()} <= {"COMPLETED", "CANCELLED"}
