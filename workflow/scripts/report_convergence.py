@@ -1,20 +1,12 @@
 """Rule report_convergence: the convergence figures (sweep.report.convergence)."""
 
-import importlib
 import sys
 from pathlib import Path
 
+# The package of this checkout (under --sdm conda the rule's environment does not have it).
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from sweep import pipeline, report
 
-def load(module: str):  # noqa: ANN201
-    """A sweep module; with --sdm conda the rule's env lacks the package, so use src/."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
-        return importlib.import_module(module)
-
-
-pipeline, report = load("sweep.pipeline"), load("sweep.report")
 with pipeline.job(snakemake.log[0], snakemake.threads, snakemake.resources.tmpdir):
     report.convergence(
         snakemake.input.summary,

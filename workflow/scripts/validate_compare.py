@@ -1,7 +1,10 @@
 """Rule validate_compare: model versus real runs (logic in sweep.validation)."""
 
+import sys
 from pathlib import Path
 
+# The package of this checkout (under --sdm conda the rule's environment does not have it).
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from sweep.validation import compare_directory, fidelity_markdown, load_config
 
 with open(snakemake.log[0], "w") as log:

@@ -1,5 +1,10 @@
 """Rule validate: the fidelity figures and HTML table (logic in sweep.validation)."""
 
+import sys
+from pathlib import Path
+
+# The package of this checkout (under --sdm conda the rule's environment does not have it).
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 import pandas as pd
 
 from sweep.validation import plot_curves, plot_metrics, table_html
