@@ -103,15 +103,19 @@ def _verdict(row: pd.Series) -> list[str]:
     ]
 
 
+def _first_converging(trials: list[dict[str, Any]]) -> pd.Series | None:
+    """The first of `trials` (ordered from the smallest change) that converges."""
+    summary = simulate(trials).summary
+    converged = summary[summary["converged"]]
+    return converged.iloc[0] if len(converged) else None
+
+
 def _suggestions(scenario: dict[str, Any], base: pd.Series) -> list[str]:
     """Smallest downtime limit, and smallest bandwidth, that make this scenario converge."""
     lines = []
     limits = np.unique(np.round(np.geomspace(max(base["downtime_limit_ms"], 1), 2_000_000, 48)))
-    trials = [{**scenario, "downtime_limit": int(v)} for v in limits]
-    summary = simulate(trials).summary
-    ok = summary[summary["converged"]]
-    if len(ok):
-        best = ok.iloc[0]
+    best = _first_converging([{**scenario, "downtime_limit": int(v)} for v in limits])
+    if best is not None:
         lines.append(
             f"  - downtime_limit >= {format_duration_ms(best['downtime_limit_ms'])} converges "
             f"(downtime {format_duration_ms(best['downtime_ms'])}, total "
@@ -127,10 +131,8 @@ def _suggestions(scenario: dict[str, Any], base: pd.Series) -> list[str]:
         if cap:
             trial["max_bandwidth"] = int(cap * f)
         trials.append(trial)
-    summary = simulate(trials).summary
-    ok = summary[summary["converged"]]
-    if len(ok):
-        best = ok.iloc[0]
+    best = _first_converging(trials)
+    if best is not None:
         lines.append(
             f"  - {format_rate(best['link_bandwidth_bytes_per_s'])} link"
             + (f" (max_bandwidth {format_rate(best['max_bandwidth_bytes_per_s'])})" if cap else "")
