@@ -1,0 +1,54 @@
+"""python -m sweep: the explain command and its errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def sweep(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sweep", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_explain_prints_every_sync_and_the_verdict() -> None:
+    done = sweep(
+        "explain", "--ram", "4GiB", "--bandwidth", "1Gbit/s", "--downtime-limit", "300ms",
+        "--dirty-rate", "50MB/s",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Scenario: 4.00 GiB guest")
+    syncs = [line.split()[:2] for line in lines if line.strip()[:1].isdigit()]
+    assert syncs[0] == ["1", "setup"] and syncs[-1][1] == "final"
+    assert [int(n) for n, _ in syncs] == list(range(1, len(syncs) + 1))
+    assert f"after {len(syncs)} dirty syncs" in done.stdout
+    assert "Converged" in done.stdout and "within the 300.0 ms limit" in done.stdout
+
+
+def test_explain_suggests_what_would_converge() -> None:
+    done = sweep(
+        "explain", "--ram", "4GiB", "--bandwidth", "1Gbit/s", "--dirty-rate", "1GB/s",
+        "--max-time", "120s",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Did not converge" in done.stdout
+    assert "What would converge" in done.stdout
+    assert "downtime_limit >= " in done.stdout and "link (max_bandwidth" in done.stdout
+
+
+def test_a_bad_value_is_an_error_naming_key_value_and_allowed() -> None:
+    done = sweep("explain", "--downtime-limit=-5ms")
+    assert done.returncode == 2
+    assert "downtime_limit" in done.stderr and "-5" in done.stderr and "[0, 2000000]" in done.stderr
+    done = sweep("explain", "--bandwidth", "1Gbit/s", "--link-bandwidth", "2Gbit/s")
+    assert done.returncode == 2 and "not both" in done.stderr
+
+
+def test_params_lists_every_parameter() -> None:
+    from sweep.params import PARAMETERS
+
+    done = sweep("params")
+    assert done.returncode == 0
+    assert all(p.name in done.stdout for p in PARAMETERS)
