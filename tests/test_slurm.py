@@ -346,8 +346,10 @@ def test_a_stuck_status_poll_is_cut_by_the_time_out(cluster, tmp_path):
     directory = sweep_directory(tmp_path)
     stuck = (*SLURM, "--slurm-status-command", "sacct")
     run = snakemake(directory, ROOT / "Snakefile", *stuck, env=cluster, timeout=30)
-    assert run.returncode == 124, run.output[-3000:]  # SIGINT at 30 s was enough (no KILL)
-    assert run.seconds < 30 + 25
+    # 124: stopped by the SIGINT at 30 s (137 if it had needed the SIGKILL 30 s later); the
+    # exit waits for the plugin's current status interval to run out
+    assert run.returncode == 124, run.output[-3000:]
+    assert run.seconds < 30 + 30 + 10
     assert "Terminating processes on user request" in run.output
     assert len(run.submissions()) == 2
     # nothing of the run is left queued or running
