@@ -185,10 +185,11 @@ def faulty_workflow(directory: Path) -> Path:
     shutil.copy2(ROOT / "Snakefile", directory / "Snakefile")
     shutil.copytree(ROOT / "workflow", directory / "workflow")
     script = directory / "workflow" / "scripts" / "simulate.py"
-    text = script.read_text()
-    anchor = "pipeline = load_pipeline()\n"
-    assert anchor in text, "workflow/scripts/simulate.py changed: update FAULT's anchor"
-    script.write_text(text.replace(anchor, FAULT + anchor))
+    lines = script.read_text().splitlines(keepends=True)
+    # just before the job's work: the first top-level `with` (pipeline.job(...))
+    starts = [i for i, line in enumerate(lines) if line.startswith("with ")]
+    assert starts, "workflow/scripts/simulate.py changed: where does the job start?"
+    script.write_text("".join([*lines[: starts[0]], FAULT, *lines[starts[0] :]]))
     return directory / "Snakefile"
 
 
