@@ -47,8 +47,7 @@ CONSTANTS = (
     "dirty_limit", "quota", "periodic", "sync_le", "complete_le", "device_in_transferred",
     "trigger_pct", "ac_initial", "ac_increment", "ac_max", "tailslow", "zero_last", "L_first",
     # a regular window (see regular_window)
-    "one_slice", "cap1", "window_bytes", "regular_bandwidth", "regular_threshold",
-    "regular_expected_bw",
+    "one_slice", "cap1", "window_bytes", "regular_threshold",
 )  # fmt: skip
 STATE = (
     "t", "R_z", "R_c", "R_h", "R_n", "X", "precopy_bytes", "normal_pages", "zero_pages",
@@ -212,9 +211,9 @@ def regular_window(st: State) -> None:
     second_bound = limited & num.at_most(left2, st.slice_bytes)
     cap2 = np.where(st.one_slice, 0.0, np.where(second_bound, left2, st.slice_bytes))
     st.window_bytes = np.where(st.one_slice, st.cap1, st.cap1 + cap2)
-    st.regular_bandwidth = st.window_bytes / (C.BUFFER_DELAY_US / 1000.0)
-    st.regular_expected_bw = np.where(st.Bsw != 0, st.Bsw / 1000.0, st.regular_bandwidth)
-    st.regular_threshold = num.floor(st.regular_expected_bw * st.DL)
+    bandwidth = st.window_bytes / (C.BUFFER_DELAY_US / 1000.0)
+    expected_bw_per_ms = np.where(st.Bsw != 0, st.Bsw / 1000.0, bandwidth)
+    st.regular_threshold = num.floor(expected_bw_per_ms * st.DL)
 
 
 class Scan:
@@ -306,11 +305,12 @@ class Engine:
         st.sync_count[i] += 1
         t = st.t[i]
         interval_s = (t - st.time_last_bitmap_sync[i]) / 1e6
-        logged = distinct_pages(st.pattern[i], interval_s, self.effective_rate(i), st.W[i])
+        rate = self.effective_rate(i)
+        logged = distinct_pages(st.pattern[i], interval_s, rate, st.W[i])
         W = st.W[i]
         R_h, R_n = st.R_h[i], st.R_n[i]
         send_rate = st.bandwidth[i] * 1000.0 / st.wire_normal[i]  # pages/s, the last window
-        lapped = st.ring_lapped[i] | ~num.below(self.effective_rate(i), send_rate)
+        lapped = st.ring_lapped[i] | ~num.below(rate, send_rate)
         new = newly_dirty(st.pattern[i], logged, R_h + R_n, W, lapped)
         st.ring_lapped[i] = num.at_most(W, logged)
         # the cursor has wrapped into the last sync's pages: they are ahead of it now
@@ -320,7 +320,8 @@ class Engine:
         st.R_n[i] = np.where(wrapped, new, R_n + new)
         st.num_dirty_pages_period[i] += new
         st.time_last_bitmap_sync[i] = t
-        st.dirty_bytes_last_sync[i] = self.remaining(i) * st.P[i]
+        queued_bytes = self.remaining(i) * st.P[i]
+        st.dirty_bytes_last_sync[i] = queued_bytes
         closes = t > st.period_start[i] + C.RATE_PERIOD_US
         if closes.any():
             j = i[closes]
@@ -338,7 +339,7 @@ class Engine:
             sync_reason=np.full(i.size, reason, dtype=np.int8),
             time_us=t,
             transferred_bytes=st.X[i],
-            remaining_bytes=self.remaining(i) * st.P[i],
+            remaining_bytes=queued_bytes,
             new_dirty_pages=new,
             dirty_pages_rate=st.dirty_pages_rate[i],
             bandwidth_bytes_per_ms=st.bandwidth[i],
@@ -393,25 +394,31 @@ class Engine:
         if i.size == 0:
             return
         elapsed_ms = (st.t[i] - st.win_start[i]) / 1000.0
-        win_bytes = st.win_bytes[i]
-        bandwidth = win_bytes / elapsed_ms
-        Bsw = st.Bsw[i]
-        expected_bw_per_ms = np.where(Bsw != 0, Bsw / 1000.0, bandwidth)
-        st.bandwidth[i] = bandwidth
-        st.threshold[i] = num.floor(expected_bw_per_ms * st.DL[i])
-        st.mbps[i] = win_bytes * 8.0 / (elapsed_ms / 1000.0) / 1e6
-        st.pages_per_second[i] = st.win_pages[i] / (elapsed_ms / 1000.0)
-        update = (st.dirty_pages_rate[i] != 0) & (win_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
-        j = i[update]
-        st.expected_downtime[j] = num.floor(
-            st.dirty_bytes_last_sync[j] / expected_bw_per_ms[update]
-        )
+        self.window_counters(i, st.win_bytes[i], st.win_pages[i], elapsed_ms)
         if self.samples is not None:
             self.record_sample(i)
         st.win_start[i] = st.t[i]
         st.win_bytes[i] = 0.0
         st.win_pages[i] = 0.0
         st.budget_spent[i] = False
+
+    def window_counters(
+        self, i: np.ndarray, win_bytes: np.ndarray, win_pages: np.ndarray, elapsed_ms: object
+    ) -> None:
+        """What migration_update_counters derives from one window's bytes and length."""
+        st = self.st
+        bandwidth = win_bytes / elapsed_ms
+        Bsw = st.Bsw[i]
+        expected_bw_per_ms = np.where(Bsw != 0, Bsw / 1000.0, bandwidth)
+        st.bandwidth[i] = bandwidth
+        st.threshold[i] = num.floor(expected_bw_per_ms * st.DL[i])
+        st.mbps[i] = win_bytes * 8.0 / (elapsed_ms / 1000.0) / 1e6
+        st.pages_per_second[i] = win_pages / (elapsed_ms / 1000.0)
+        update = (st.dirty_pages_rate[i] != 0) & (win_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
+        j = i[update]
+        st.expected_downtime[j] = num.floor(
+            st.dirty_bytes_last_sync[j] / expected_bw_per_ms[update]
+        )
 
     def record_sample(self, i: np.ndarray) -> None:
         st = self.st
@@ -649,13 +656,7 @@ class Engine:
         j = i[w]
         whole = k * window_bytes
         last_window = scan.pages_sent(whole) - scan.pages_sent(whole - window_bytes)
-        st.bandwidth[j] = st.regular_bandwidth[j]
-        st.threshold[j] = st.regular_threshold[j]
-        st.mbps[j] = window_bytes[w] * 8.0 / (C.BUFFER_DELAY_US / 1e6) / 1e6
-        st.pages_per_second[j] = last_window[w] / (C.BUFFER_DELAY_US / 1e6)
-        update = w & (st.dirty_pages_rate[i] != 0) & (window_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
-        j = i[update]
-        st.expected_downtime[j] = num.floor(st.dirty_bytes_last_sync[j] / st.regular_expected_bw[j])
+        self.window_counters(j, window_bytes[w], last_window[w], C.BUFFER_DELAY_US / 1000.0)
         if self.samples is not None:
             self.record_jump_samples(i, k, t0, x0, window_bytes, pages, scan)
 

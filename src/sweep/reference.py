@@ -182,8 +182,8 @@ class ReferenceMigration:
         """
         self.sync_count += 1
         interval_s = (self.t - self.time_last_bitmap_sync) / 1e6
-        logged = float(distinct_pages(self.pattern, interval_s, self.effective_rate(), self.W)[0])
         rate = self.effective_rate()
+        logged = float(distinct_pages(self.pattern, interval_s, rate, self.W)[0])
         send_rate = self.bandwidth * 1000.0 / self.wire_normal  # pages/s, the last window
         lapped = self.ring_lapped or not num.below(rate, send_rate)
         new = float(newly_dirty(self.pattern, logged, self.R_h + self.R_n, self.W, lapped)[0])
@@ -380,7 +380,6 @@ class ReferenceMigration:
         downtime_start = self.t
         self.t += self.stop_us  # the guest keeps writing until its vCPUs are stopped
         self.bitmap_sync(SYNC_FINAL)
-        self.w = 0.0
         final_bytes = self.wire_bytes()
         old, zero, _ = self.segments()
         first_bytes = old + zero if self.first_pass else 0.0
