@@ -221,31 +221,43 @@ class Scan:
 
     Pages sent are then a piecewise-linear function of bytes sent, which is what lets a jump
     cross from the pages left at a sync to the pages it added.  Arrays are (3, n): one row
-    per segment.
+    per segment.  Queries take positions of shape (n,) or a stack (q, n) of several, so that
+    one set of numpy calls answers them all (the jump's cost is mostly calls, not elements).
     """
 
-    def __init__(self, wire: np.ndarray, pages: np.ndarray) -> None:
+    def __init__(
+        self, wire: np.ndarray, pages: np.ndarray, start: np.ndarray | None = None,
+        before: np.ndarray | None = None, per_byte: np.ndarray | None = None,
+    ) -> None:  # fmt: skip
         self.wire, self.pages = wire, pages
-        self.start = np.cumsum(wire, axis=0) - wire  # bytes before each segment
-        self.before = np.cumsum(pages, axis=0) - pages  # pages before each segment
-        live = wire > 0
-        self.per_byte = np.where(live, pages / np.where(live, wire, 1.0), 0.0)
+        if start is None:
+            start, before = np.zeros_like(wire), np.zeros_like(pages)  # before each segment
+            start[1], before[1] = wire[0], pages[0]
+            start[2], before[2] = wire[0] + wire[1], pages[0] + pages[1]
+            live = wire > 0
+            per_byte = np.where(live, pages / np.where(live, wire, 1.0), 0.0)
+        self.start, self.before, self.per_byte = start, before, per_byte
 
     def take(self, rows: np.ndarray) -> Scan:
-        return Scan(self.wire[:, rows], self.pages[:, rows])
+        return Scan(
+            self.wire[:, rows], self.pages[:, rows], self.start[:, rows],
+            self.before[:, rows], self.per_byte[:, rows],
+        )  # fmt: skip
 
     def pages_sent(self, sent: np.ndarray) -> np.ndarray:
+        """Pages gone after `sent` bytes, for each position (shape of `sent`)."""
+        sent = sent[..., None, :]
         part = np.minimum(np.maximum(sent - self.start, 0.0), self.wire)
-        return np.add.reduce(part * self.per_byte, axis=0)
+        return np.add.reduce(part * self.per_byte, axis=-2)
 
     def bytes_for(self, pages: np.ndarray) -> np.ndarray:
-        """Bytes to send until `pages` pages have gone (inverse of pages_sent; -inf if < 0)."""
-        inside = (pages <= self.before + self.pages) & (self.pages > 0)
-        segment = np.argmax(inside, axis=0)
-        cost = np.choose(segment, self.wire) / np.maximum(np.choose(segment, self.pages), 1e-300)
-        out = np.choose(segment, self.start) + (pages - np.choose(segment, self.before)) * cost
-        out = np.where(np.logical_or.reduce(inside, axis=0), out, np.inf)
-        return np.where(pages < 0, -np.inf, out)
+        """Bytes to send until `pages` pages have gone (the inverse of pages_sent, for
+        0 <= pages <= all; -inf below 0)."""
+        want = pages[..., None, :]
+        part = np.minimum(np.maximum(want - self.before, 0.0), self.pages)
+        some = self.pages > 0
+        cost = np.where(some, self.wire / np.where(some, self.pages, 1.0), 0.0)
+        return np.where(pages < 0, -np.inf, np.add.reduce(part * cost, axis=-2))
 
     def left(self, sent: np.ndarray) -> np.ndarray:
         """The share of each segment still queued after `sent` bytes (exactly 0 when sent)."""
@@ -565,54 +577,76 @@ class Engine:
 
     # --- the shortcut ----------------------------------------------------------------------------
     def jump_quiet_windows(self) -> None:
-        """Take every run of regular windows (and slices) that nothing can interrupt.
+        """Take every run of slices and regular windows that nothing can interrupt.
 
         A window is regular when it starts with a fresh budget (t == win_start): it then sends
         ``cap1 + cap2`` bytes in exactly 100 ms, the same as every following one, so the queue,
-        the counters and the clock move linearly.  The jump passes every decision point (the
-        start of each slice) at which the queue is provably more than one page above
-        max(threshold now, threshold of a regular window), and lands on the first one that is
-        not: there the ordinary pass decides exactly as the reference does.  It may land after
-        the first slice of a window.  It never passes min(max_time, next timer tick), so the
-        manager and the 5 s timer stay exact too.
+        the counters and the clock move linearly.  Without a rate limit a window already
+        started (after a sync, say) is finished the same way: its remaining slices are full
+        50 ms slices.  The jump passes every decision point (the start of each slice) at which
+        the queue is provably more than one page above the threshold of every window it
+        crosses, and lands on the first one that is not: there the ordinary pass decides
+        exactly as the reference does.  When the slice from there would empty the queue (so
+        that the next loop top syncs), it takes that slice too.  It passes only decision
+        points before max_time and before the next timer tick that would sync, so it may land
+        on the first one at or after them: the manager and the timer then act at that loop
+        top, as in the reference.
         """
         st = self.st
-        fresh = st.live & (st.t == st.win_start) & (st.win_bytes == 0) & ~self.capped()
-        i = flat(fresh)
+        fresh = (st.t == st.win_start) & (st.win_bytes == 0)
+        ready = st.live & (fresh | (st.budget == 0)) & ~self.capped()
+        i = flat(ready)
         if i.size == 0:
             return
-        self.jump(i)
+        self.jump(i, fresh[i])
 
     def capped(self) -> np.ndarray:
         """Scenarios the manager cancels at their next loop top (more than max_iterations)."""
         st = self.st
         return (st.max_iterations > 0) & (st.sync_count > st.max_iterations)
 
-    def jump(self, i: np.ndarray) -> None:
-        """The closed-form jump for fresh scenarios `i` (see jump_quiet_windows)."""
+    def jump(self, i: np.ndarray, fresh: np.ndarray) -> None:
+        """The closed-form jump for scenarios `i` (see jump_quiet_windows).
+
+        Bytes from here: the started window's last `m` slices (m = 0 for a fresh window),
+        then regular windows of ``window_bytes``, the first slice of each being ``cap1``.
+        """
         st = self.st
         one_slice, cap1, window_bytes = st.one_slice[i], st.cap1[i], st.window_bytes[i]
-        threshold = st.regular_threshold[i]
 
         # The queue as the scan meets it: up to three segments of different wire cost per
         # page, so pages sent are a piecewise-linear function of bytes sent (`Scan`).
         scan = Scan(np.array(self.segments(i)), np.array(self.segment_pages(i)))
         pages = self.remaining(i)
-        # Decision points: window j's first slice starts after j windows' bytes, its second
-        # after cap1 more.  One is quiet while the queue after b bytes stays above the guard
-        # (threshold / P + 1 pages), i.e. b < limit.  Count the quiet ones of each kind:
-        # ceil(limit / window_bytes) (the one-page margin absorbs float noise).
-        guard = np.maximum(threshold, st.threshold[i]) / st.P[i] + 1.0
-        limit, room = scan.bytes_for(pages - guard), scan.bytes_for(pages - 1.0)
-        x = limit / window_bytes
+        t = st.t[i]
+        elapsed = t - st.win_start[i]
+        m = np.where(fresh, 0, -((elapsed - C.BUFFER_DELAY_US) // C.MAX_WAIT_US))
+        base = m * st.slice_bytes[i]
+        # A decision point after b bytes is quiet while the queue then stays above the guard
+        # (threshold / P + 1 pages), i.e. b < limit.  Until the current window closes (after
+        # `closes` bytes) the threshold is the current one; after, a regular window's bounds
+        # it (a started window's is never above it: without a rate limit neither sends
+        # faster than the link).  The one-page margin absorbs float noise; `room` keeps a
+        # page queued (a slice that empties the queue ends early: an ordinary pass takes it).
+        P = st.P[i]
+        now, regular, room = scan.bytes_for(
+            np.stack([pages - st.threshold[i] / P - 1.0, pages - st.regular_threshold[i] / P - 1.0,
+                      pages - 1.0])
+        )  # fmt: skip
+        closes = np.where(fresh, window_bytes, base)
+        # The first point at or past `now`, if before `closes`, is not quiet; if there is none
+        # before `closes`, stopping there anyway is merely early.
+        limit = np.where(now < closes, now, np.maximum(closes, regular))
+        # Regular decision points: window j's first slice starts base + j windows' bytes in,
+        # its second cap1 later.  Count the quiet ones of each kind.
+        x = (limit - base) / window_bytes
         first = np.maximum(np.ceil(x), 0.0)
         second = np.where(one_slice, first, np.maximum(np.ceil(x - cap1 / window_bytes), 0.0))
-        # Whole windows, then one more first slice when first == second + 1 ...
-        # ... leaving a page queued (a slice that empties the queue ends early: an ordinary
-        # pass takes it) and before the cap or the timer.
         # The 5 s timer: a tick syncs only if no sync happened since the previous tick (and
         # not in the first pass).  No sync happens inside a jump, so the jump may cross ticks
-        # up to the first one that would sync.
+        # up to the first one that would sync.  Every decision point passed lies before
+        # min(max_time, that tick): the landing may be one slice (one window, for one-slice
+        # windows) after it.
         next_tick = st.next_tick[i]
         stale = (st.sync_count[i] > 1) & (st.sync_count[i] == st.prev_sync_cnt[i])
         syncing_tick = np.where(
@@ -620,45 +654,77 @@ class Engine:
             np.where(stale, next_tick, next_tick + C.PERIODIC_SYNC_US),
             NEVER,
         )
-        horizon = np.minimum(st.max_time_us[i], syncing_tick) - st.t[i]
-        k = np.minimum(second, np.floor(room / window_bytes))
-        k = np.maximum(np.minimum(k, horizon // C.BUFFER_DELAY_US), 0).astype(np.int64)
+        horizon = np.minimum(st.max_time_us[i], syncing_tick) - t
+        step = np.where(one_slice, C.BUFFER_DELAY_US, C.MAX_WAIT_US)
+        span = horizon + step - 1 - m * C.MAX_WAIT_US
+        # Whole windows, then one more first slice when first == second + 1.
+        k = np.minimum(second, np.floor((room - base) / window_bytes))
+        k = np.maximum(np.minimum(k, span // C.BUFFER_DELAY_US), 0).astype(np.int64)
         extra = (
             (first > k)
             & ~one_slice
-            & (k * window_bytes + cap1 <= room)
-            & (k * C.BUFFER_DELAY_US + C.MAX_WAIT_US <= horizon)
+            & (base + k * window_bytes + cap1 <= room)
+            & (k * C.BUFFER_DELAY_US + C.MAX_WAIT_US <= span)
         ).astype(np.int64)
-        take = (k >= 1) | (extra == 1)
-        i, k, extra = i[take], k[take], extra[take]
+        # The slice from the landing point may empty the queue (it ends early; the next loop
+        # top syncs).  Without a rate limit, take it too when that point is quiet and before
+        # the horizon, and the queue fits the slice with a page to spare.
+        whole = base + k * window_bytes  # bytes to the end of the last whole window
+        landing = whole + extra * cap1
+        need = np.add.reduce(scan.wire, axis=0) - landing
+        empties = (
+            (st.budget[i] == 0)
+            & (landing < limit)
+            & (need + st.wire_normal[i] <= st.slice_bytes[i])
+            & ((m + extra) * C.MAX_WAIT_US + k * C.BUFFER_DELAY_US < horizon)
+        )
+        # A started window is taken whole or not at all: its slices' decision points (the
+        # last at base - slice_bytes) must be quiet, its bytes leave a page, it ends in time.
+        finishes = (m > 0) & (base - st.slice_bytes[i] < limit) & (base <= room) & (span >= 0)
+        take = np.where(fresh, (k >= 1) | (extra == 1) | empties, finishes)
+        i, k, extra, m, base, t = i[take], k[take], extra[take], m[take], base[take], t[take]
         if i.size == 0:
             return
-        window_bytes, cap1, pages = window_bytes[take], cap1[take], pages[take]
-        next_tick, syncing_tick = next_tick[take], syncing_tick[take]
+        window_bytes, cap1, pages, whole = window_bytes[take], cap1[take], pages[take], whole[take]
+        elapsed, next_tick, syncing_tick = elapsed[take], next_tick[take], syncing_tick[take]
+        empties, need = empties[take], need[take]
         scan = scan.take(take)
 
-        tail = np.where(extra == 1, cap1, 0.0)  # the lone first slice, if any
-        sent = k * window_bytes + tail
-        t0, x0 = st.t[i], st.X[i]
+        # Bytes of the landing window: its lone first slice, then the emptying slice, if any.
+        tail = np.where(extra == 1, cap1, 0.0) + np.where(empties, need, 0.0)
+        ends = np.where(empties, num.ceil(need / st.L[i]), 0.0).astype(np.int64)
+        sent = whole + tail
+        gone = scan.pages_sent(np.stack([sent, whole, whole - window_bytes, base]))
+        x0 = st.X[i]
         self.send_from(i, scan, sent)
-        st.win_start[i] = t0 + k * C.BUFFER_DELAY_US
-        st.t[i] = st.win_start[i] + extra * C.MAX_WAIT_US
+        started = m > 0
+        if started.any():  # the started window closes: its counters (and sample) first
+            j, b, prefix_pages = i[started], base[started], gone[3][started]
+            close_ms = (elapsed[started] + m[started] * C.MAX_WAIT_US) / 1000.0
+            self.window_counters(j, st.win_bytes[j] + b, st.win_pages[j] + prefix_pages, close_ms)
+            if self.samples is not None:
+                self.record_closed_sample(
+                    j, t[started] + m[started] * C.MAX_WAIT_US, x0[started] + b,
+                    pages[started] - prefix_pages,
+                )  # fmt: skip
+        st.win_start[i] = t + m * C.MAX_WAIT_US + k * C.BUFFER_DELAY_US
+        st.t[i] = st.win_start[i] + extra * C.MAX_WAIT_US + ends
         st.win_bytes[i] = tail
-        st.win_pages[i] = scan.pages_sent(sent) - scan.pages_sent(sent - tail)
+        st.win_pages[i] = gone[0] - gone[1]
         # Ticks crossed were no-ops: as timer_tick would, note the sync count, move on.
         landed = st.t[i]
         crossed = next_tick <= landed
         after = next_tick + ((landed - next_tick) // C.PERIODIC_SYNC_US + 1) * C.PERIODIC_SYNC_US
         st.next_tick[i] = np.where(crossed, np.minimum(after, syncing_tick), next_tick)
         st.prev_sync_cnt[i] = np.where(crossed, st.sync_count[i], st.prev_sync_cnt[i])
-        # Counters of the last whole window, for those that crossed one.
+        # Counters of the last whole regular window, for those that crossed one.
         w = k >= 1
         j = i[w]
-        whole = k * window_bytes
-        last_window = scan.pages_sent(whole) - scan.pages_sent(whole - window_bytes)
+        last_window = gone[1] - gone[2]
         self.window_counters(j, window_bytes[w], last_window[w], C.BUFFER_DELAY_US / 1000.0)
         if self.samples is not None:
-            self.record_jump_samples(i, k, t0, x0, window_bytes, pages, scan)
+            t0 = t + m * C.MAX_WAIT_US
+            self.record_jump_samples(i, k, t0, x0 + base, base, window_bytes, pages, scan)
 
     def send_from(self, i: np.ndarray, scan: Scan, sent: np.ndarray) -> None:
         """Take `sent` bytes from the queues in scan order (no clock, no window counters)."""
@@ -681,15 +747,27 @@ class Engine:
         last = st.zero_last[i]
         return np.where(last, data, st.R_z[i] + data), np.where(last, st.R_z[i], 0.0), st.R_n[i]
 
-    def record_jump_samples(self, i, k, t0, x0, window_bytes, pages, scan) -> None:  # noqa: ANN001
-        """One sample per jumped window, as the reference would have polled them."""
+    def record_closed_sample(
+        self, i: np.ndarray, t: np.ndarray, x: np.ndarray, pages: np.ndarray
+    ) -> None:
+        """The sample update_counters records when a window closes inside a jump."""
+        st = self.st
+        self.samples.add(
+            row=st.idx[i], time_us=t, transferred_bytes=x, remaining_bytes=pages * st.P[i],
+            mbps=st.mbps[i], pages_per_second=st.pages_per_second[i],
+            threshold_bytes=st.threshold[i], expected_downtime_ms=st.expected_downtime[i],
+            dirty_pages_rate=st.dirty_pages_rate[i], dirty_sync_count=st.sync_count[i],
+            throttle_pct=st.throttle[i],
+        )  # fmt: skip
+
+    def record_jump_samples(self, i, k, t0, x0, base, window_bytes, pages, scan) -> None:  # noqa: ANN001
+        """One sample per jumped regular window, as the reference would have polled them."""
         st = self.st
         rows = np.repeat(np.arange(i.size), k)
         step = np.arange(rows.size) - np.repeat(np.cumsum(k) - k, k) + 1
         ii = i[rows]
-        rows_scan = scan.take(rows)
-        sent = rows_scan.pages_sent(step * window_bytes[rows])
-        before = rows_scan.pages_sent((step - 1) * window_bytes[rows])
+        end = base[rows] + step * window_bytes[rows]
+        sent, before = scan.take(rows).pages_sent(np.stack([end, end - window_bytes[rows]]))
         self.samples.add(
             row=st.idx[ii], time_us=t0[rows] + step * C.BUFFER_DELAY_US,
             transferred_bytes=x0[rows] + step * window_bytes[rows],
