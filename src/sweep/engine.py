@@ -216,6 +216,14 @@ def regular_window(st: State) -> None:
     st.regular_threshold = num.floor(expected_bw_per_ms * st.DL)
 
 
+def scan_order(
+    zero: np.ndarray, data: np.ndarray, new: np.ndarray, zero_last: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The queues as the scan meets them: old pages with the zero pages among them (or
+    after them, for zero_page_layout "end"), then the zero pages, then the last sync's."""
+    return np.where(zero_last, data, zero + data), np.where(zero_last, zero, 0.0), new
+
+
 class Scan:
     """The queue in scan order: three segments (wire bytes, pages), each of one cost per page.
 
@@ -297,11 +305,10 @@ class Engine:
     def segments(self, i: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Wire bytes of the queues in scan order (reference.segments)."""
         st = self.st
-        data = (st.R_c[i] + st.R_h[i]) * st.wire_normal[i]
-        zero = st.R_z[i] * C.ZERO_PAGE_BYTES
-        new = st.R_n[i] * st.wire_normal[i]
-        last = st.zero_last[i]
-        return np.where(last, data, zero + data), np.where(last, zero, 0.0), new
+        return scan_order(
+            st.R_z[i] * C.ZERO_PAGE_BYTES, (st.R_c[i] + st.R_h[i]) * st.wire_normal[i],
+            st.R_n[i] * st.wire_normal[i], st.zero_last[i],
+        )  # fmt: skip
 
     def effective_rate(self, i: np.ndarray) -> np.ndarray:
         st = self.st
@@ -616,7 +623,7 @@ class Engine:
 
         # The queue as the scan meets it: up to three segments of different wire cost per
         # page, so pages sent are a piecewise-linear function of bytes sent (`Scan`).
-        scan = Scan(np.array(self.segments(i)), np.array(self.segment_pages(i)))
+        scan = self.scan(i)
         pages = self.remaining(i)
         t = st.t[i]
         elapsed = t - st.win_start[i]
@@ -740,12 +747,16 @@ class Engine:
         st.X[i] += sent
         st.precopy_bytes[i] += sent
 
-    def segment_pages(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Pages in each segment of `segments`."""
+    def scan(self, i: np.ndarray) -> Scan:
+        """The queues of scenarios `i` in scan order, in wire bytes and pages."""
         st = self.st
-        data = st.R_c[i] + st.R_h[i]
-        last = st.zero_last[i]
-        return np.where(last, data, st.R_z[i] + data), np.where(last, st.R_z[i], 0.0), st.R_n[i]
+        zero, data, new = st.R_z[i], st.R_c[i] + st.R_h[i], st.R_n[i]
+        last, wire_normal = st.zero_last[i], st.wire_normal[i]
+        pages = np.array(scan_order(zero, data, new, last))
+        wire = np.array(
+            scan_order(zero * C.ZERO_PAGE_BYTES, data * wire_normal, new * wire_normal, last)
+        )
+        return Scan(wire, pages)
 
     def record_closed_sample(
         self, i: np.ndarray, t: np.ndarray, x: np.ndarray, pages: np.ndarray
