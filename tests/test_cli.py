@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 
 def sweep(*args: str) -> subprocess.CompletedProcess:
@@ -52,3 +54,21 @@ def test_params_lists_every_parameter() -> None:
     done = sweep("params")
     assert done.returncode == 0
     assert all(p.name in done.stdout for p in PARAMETERS)
+
+
+def test_bench_prints_and_records_its_figures(tmp_path) -> None:
+    """The benchmark's plumbing (its figures are measurements: nothing here times anything)."""
+    record = tmp_path / "bench.json"
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "sweep.bench", "--sizes", "300", "--reference", "20", "--no-job",
+         "--json", str(record)],
+        capture_output=True, text=True, timeout=300, cwd=root,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "engine/core" in done.stdout and "passes" in done.stdout
+    figures = json.loads(record.read_text())
+    size = figures["sizes"]["300"]
+    assert size["engine"]["per_core"] > 0 and size["with_tables"]["per_core"] > 0
+    assert size["engine"]["passes"] >= 1 and size["engine"]["rows"] >= 300
+    assert figures["reference"]["scenarios"] == 20 and figures["reference"]["per_core"] > 0

@@ -379,3 +379,29 @@ def test_pages_in_their_first_pass_are_copied_at_first_copy_bandwidth() -> None:
     assert idle["downtime_ms"] == pytest.approx(fixed + idle["downtime_bytes"] / 500e6 * 1e3)
     assert busy["dirty_sync_count"] > 3  # the scan wrapped: the last pages went out before
     assert busy["downtime_ms"] == pytest.approx(fixed + busy["downtime_bytes"] / 1.25e9 * 1e3)
+
+
+# --- the engine's cost ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        # converging: 10 syncs
+        dict(link_bandwidth="1Gbit/s", downtime_limit=300, dirty_rate="50MB/s"),
+        # never converging, cancelled after 30 syncs; each sync starts mid-window
+        dict(link_bandwidth="10Gbit/s", downtime_limit=30, dirty_rate="2GB/s"),
+        # auto-converge: the 5 s timer syncs between the threshold's syncs
+        dict(link_bandwidth="1Gbit/s", downtime_limit=37, dirty_rate="500MB/s", auto_converge=True),
+    ],
+)
+def test_the_engine_needs_about_one_pass_per_sync(scenario) -> None:
+    """What the loop costs: the jump takes everything between two syncs (finishing the window a
+    sync interrupted, crossing timer ticks that do not sync, taking the slice that empties
+    the queue), so a migration needs about one pass per sync, not one per 50 ms slice."""
+    common = dict(ram_size="4GiB", max_bandwidth=0, max_iterations=30, max_time="600s")
+    frame = normalize([{**common, **scenario}])
+    raw = run_chunk(frame)
+    syncs = int(raw.summary["dirty_sync_count"][0])
+    assert syncs >= 10
+    assert raw.passes <= syncs + 2, f"{raw.passes} passes for {syncs} syncs"

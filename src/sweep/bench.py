@@ -1,10 +1,13 @@
 """``python -m sweep.bench``: what the engine costs, measured on the perf sweep.
 
 A benchmark, not a test: it prints figures and asserts nothing.  For 10^4, 10^5 and 10^6
-scenarios taken evenly from ``config/perf.yaml`` (by default) it reports
+scenarios drawn from ``config/perf.yaml`` (by default; the whole grid when a size reaches it)
+it reports
 
 * engine throughput in scenarios per second per core (CPU time of one process: the engine is
   single-threaded numpy), for the engine alone and with the output tables built;
+* the most passes of the engine's loop a chunk needed: a chunk costs about that many times a
+  fixed cost per pass, plus a cost per scenario (docs/performance.md);
 * the speed-up over the scalar reference on the same 10^4 scenarios (both in this process);
 * peak RSS of one pipeline ``simulate`` job (a subprocess running one chunk of the config) and
   the bytes per scenario of the Parquet files it writes.
@@ -53,15 +56,19 @@ def _subset(rows: pd.DataFrame, n: int) -> pd.DataFrame:
 
 def _engine_rate(canonical: pd.DataFrame, chunk_size: int, tables: bool) -> dict[str, float]:
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    rows = 0
+    rows = passes = 0
     for start in range(0, len(canonical), chunk_size):
         chunk = canonical.iloc[start : start + chunk_size].reset_index(drop=True)
         raw = run_chunk(chunk)
         rows += len(raw.iterations["row"])
+        passes = max(passes, raw.passes)
         if tables:
             api.tables_from_chunk(chunk, raw)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    return {"cpu_s": cpu, "wall_s": wall, "per_core": len(canonical) / cpu, "rows": rows}
+    return {
+        "cpu_s": cpu, "wall_s": wall, "per_core": len(canonical) / cpu, "rows": rows,
+        "passes": passes,
+    }  # fmt: skip
 
 
 def _reference_rate(canonical: pd.DataFrame) -> float:
@@ -117,7 +124,7 @@ def run(config_path: Path, sizes: Sequence[int], reference: int, job: bool) -> d
     print(report["machine"], report["date"], flush=True)
     print(
         f"{'scenarios':>10} {'engine/core':>12} {'+tables/core':>13} {'us/scenario':>12} "
-        f"{'sync rows/scen':>15}",
+        f"{'sync rows/scen':>15} {'passes':>7}",
         flush=True,
     )
     smallest = None
@@ -128,7 +135,8 @@ def run(config_path: Path, sizes: Sequence[int], reference: int, job: bool) -> d
         report["sizes"][n] = {"engine": engine, "with_tables": full}
         print(
             f"{len(canonical):>10,} {engine['per_core']:>12,.0f} {full['per_core']:>13,.0f} "
-            f"{1e6 / engine['per_core']:>12.1f} {engine['rows'] / len(canonical):>15.1f}",
+            f"{1e6 / engine['per_core']:>12.1f} {engine['rows'] / len(canonical):>15.1f} "
+            f"{engine['passes']:>7}",
             flush=True,
         )
         if smallest is None:

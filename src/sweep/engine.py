@@ -102,6 +102,9 @@ class ChunkResult:
     summary: dict[str, np.ndarray]
     iterations: dict[str, np.ndarray]
     samples: dict[str, np.ndarray] | None
+    # passes of the loop: a chunk costs about passes x a fixed cost per pass (numpy calls)
+    # plus a cost per scenario and pass; its slowest scenario sets the count
+    passes: int = 0
 
 
 class _Recorder:
@@ -792,8 +795,10 @@ class Engine:
     # --- migration_thread ------------------------------------------------------------------------
     def run(self) -> ChunkResult:
         st = self.st
+        passes = 0
         with np.errstate(all="ignore"):  # finished rows may hold inf/nan until compaction
             while len(st):
+                passes += 1
                 self.jump_quiet_windows()
                 self.manager_cancels()
                 self.timer_tick()
@@ -815,6 +820,7 @@ class Engine:
             summary=out,
             iterations=self.syncs.table(),
             samples=None if self.samples is None else self.samples.table(),
+            passes=passes,
         )
 
 
