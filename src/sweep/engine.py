@@ -418,7 +418,7 @@ class Engine:
         elapsed_ms = (st.t[i] - st.win_start[i]) / 1000.0
         self.window_counters(i, st.win_bytes[i], st.win_pages[i], elapsed_ms)
         if self.samples is not None:
-            self.record_sample(i)
+            self.record_sample(i, st.t[i], st.X[i], self.remaining(i), st.pages_per_second[i])
         st.win_start[i] = st.t[i]
         st.win_bytes[i] = 0.0
         st.win_pages[i] = 0.0
@@ -442,13 +442,18 @@ class Engine:
             st.dirty_bytes_last_sync[j] / expected_bw_per_ms[update]
         )
 
-    def record_sample(self, i: np.ndarray) -> None:
+    def record_sample(
+        self, i: np.ndarray, t: np.ndarray, x: np.ndarray, pages: np.ndarray,
+        pages_per_second: np.ndarray,
+    ) -> None:  # fmt: skip
+        """One sample per entry of `i` (entries may repeat): what update_counters polls when a
+        window closes at time t with x bytes sent and `pages` queued; the other counters as
+        they stand."""
         st = self.st
         self.samples.add(
-            row=st.idx[i], time_us=st.t[i], transferred_bytes=st.X[i],
-            remaining_bytes=self.remaining(i) * st.P[i], mbps=st.mbps[i],
-            pages_per_second=st.pages_per_second[i], threshold_bytes=st.threshold[i],
-            expected_downtime_ms=st.expected_downtime[i],
+            row=st.idx[i], time_us=t, transferred_bytes=x, remaining_bytes=pages * st.P[i],
+            mbps=st.mbps[i], pages_per_second=pages_per_second,
+            threshold_bytes=st.threshold[i], expected_downtime_ms=st.expected_downtime[i],
             dirty_pages_rate=st.dirty_pages_rate[i], dirty_sync_count=st.sync_count[i],
             throttle_pct=st.throttle[i],
         )  # fmt: skip
@@ -713,9 +718,9 @@ class Engine:
             close_ms = (elapsed[started] + m[started] * C.MAX_WAIT_US) / 1000.0
             self.window_counters(j, st.win_bytes[j] + b, st.win_pages[j] + prefix_pages, close_ms)
             if self.samples is not None:
-                self.record_closed_sample(
+                self.record_sample(
                     j, t[started] + m[started] * C.MAX_WAIT_US, x0[started] + b,
-                    pages[started] - prefix_pages,
+                    pages[started] - prefix_pages, st.pages_per_second[j],
                 )  # fmt: skip
         st.win_start[i] = t + m * C.MAX_WAIT_US + k * C.BUFFER_DELAY_US
         st.t[i] = st.win_start[i] + extra * C.MAX_WAIT_US + ends
@@ -761,35 +766,16 @@ class Engine:
         )
         return Scan(wire, pages)
 
-    def record_closed_sample(
-        self, i: np.ndarray, t: np.ndarray, x: np.ndarray, pages: np.ndarray
-    ) -> None:
-        """The sample update_counters records when a window closes inside a jump."""
-        st = self.st
-        self.samples.add(
-            row=st.idx[i], time_us=t, transferred_bytes=x, remaining_bytes=pages * st.P[i],
-            mbps=st.mbps[i], pages_per_second=st.pages_per_second[i],
-            threshold_bytes=st.threshold[i], expected_downtime_ms=st.expected_downtime[i],
-            dirty_pages_rate=st.dirty_pages_rate[i], dirty_sync_count=st.sync_count[i],
-            throttle_pct=st.throttle[i],
-        )  # fmt: skip
-
     def record_jump_samples(self, i, k, t0, x0, base, window_bytes, pages, scan) -> None:  # noqa: ANN001
         """One sample per jumped regular window, as the reference would have polled them."""
-        st = self.st
         rows = np.repeat(np.arange(i.size), k)
         step = np.arange(rows.size) - np.repeat(np.cumsum(k) - k, k) + 1
         ii = i[rows]
         end = base[rows] + step * window_bytes[rows]
         sent, before = scan.take(rows).pages_sent(np.stack([end, end - window_bytes[rows]]))
-        self.samples.add(
-            row=st.idx[ii], time_us=t0[rows] + step * C.BUFFER_DELAY_US,
-            transferred_bytes=x0[rows] + step * window_bytes[rows],
-            remaining_bytes=(pages[rows] - sent) * st.P[ii],
-            mbps=st.mbps[ii], pages_per_second=(sent - before) / (C.BUFFER_DELAY_US / 1e6),
-            threshold_bytes=st.threshold[ii], expected_downtime_ms=st.expected_downtime[ii],
-            dirty_pages_rate=st.dirty_pages_rate[ii], dirty_sync_count=st.sync_count[ii],
-            throttle_pct=st.throttle[ii],
+        self.record_sample(
+            ii, t0[rows] + step * C.BUFFER_DELAY_US, x0[rows] + step * window_bytes[rows],
+            pages[rows] - sent, (sent - before) / (C.BUFFER_DELAY_US / 1e6),
         )  # fmt: skip
 
     # --- migration_thread ------------------------------------------------------------------------
