@@ -79,7 +79,11 @@ NEVER = np.iinfo(np.int64).max // 4  # a time no scenario reaches
 
 
 def flat(mask: np.ndarray) -> np.ndarray:
-    """Indices of the true entries (np.flatnonzero without its Python-level overhead)."""
+    """Indices of the true entries (np.flatnonzero without its Python-level overhead).
+
+    Arrays are gathered with these, not with the mask: boolean indexing branches on every
+    entry, and in a chunk that mixes behaviours the masks are unpredictable, which made it
+    4-8 times slower than an integer gather (docs/performance.md, step 8)."""
     return mask.nonzero()[0]
 
 
@@ -87,7 +91,7 @@ class State:
     """Every array of the chunk, one attribute each; rows are the scenarios still in the loop."""
 
     def compact(self) -> None:
-        keep = self.live
+        keep = flat(self.live)
         for name in CONSTANTS + STATE:
             setattr(self, name, getattr(self, name)[keep])
 
@@ -250,9 +254,10 @@ class Scan:
         self.start, self.before, self.per_byte = start, before, per_byte
 
     def take(self, rows: np.ndarray) -> Scan:
+        pick = lambda a: a.take(rows, axis=1)  # noqa: E731  (a[:, rows] is several times slower)
         return Scan(
-            self.wire[:, rows], self.pages[:, rows], self.start[:, rows],
-            self.before[:, rows], self.per_byte[:, rows],
+            pick(self.wire), pick(self.pages), pick(self.start), pick(self.before),
+            pick(self.per_byte),
         )  # fmt: skip
 
     def pages_sent(self, sent: np.ndarray) -> np.ndarray:
@@ -346,7 +351,7 @@ class Engine:
         st.dirty_bytes_last_sync[i] = queued_bytes
         closes = t > st.period_start[i] + C.RATE_PERIOD_US
         if closes.any():
-            j = i[closes]
+            j = i[flat(closes)]
             self.trigger_throttle(j)
             tj = st.t[j]
             st.dirty_pages_rate[j] = num.floor(
@@ -406,7 +411,7 @@ class Engine:
             ideal = num.floor(cpu_now * (threshold[slow] / dirty[slow])).astype(np.int64)
             step[slow] = np.minimum(cpu_now - ideal, step[slow])
         new = np.where(now == 0, st.ac_initial[i], np.minimum(now + step, st.ac_max[i]))
-        st.throttle[i] = np.clip(new, 1, 99)
+        st.throttle[i] = np.minimum(np.maximum(new, 1), 99)  # np.clip: slow on small arrays
 
     # --- migration.c ---------------------------------------------------------------------------
     def update_counters(self, due: np.ndarray) -> None:
@@ -437,9 +442,9 @@ class Engine:
         st.mbps[i] = win_bytes * 8.0 / (elapsed_ms / 1000.0) / 1e6
         st.pages_per_second[i] = win_pages / (elapsed_ms / 1000.0)
         update = (st.dirty_pages_rate[i] != 0) & (win_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
-        j = i[update]
-        st.expected_downtime[j] = num.floor(
-            st.dirty_bytes_last_sync[j] / expected_bw_per_ms[update]
+        update = flat(update)
+        st.expected_downtime[i[update]] = num.floor(
+            st.dirty_bytes_last_sync[i[update]] / expected_bw_per_ms[update]
         )
 
     def record_sample(
@@ -696,10 +701,10 @@ class Engine:
         # A started window is taken whole or not at all: its slices' decision points (the
         # last at base - slice_bytes) must be quiet, its bytes leave a page, it ends in time.
         finishes = (m > 0) & (base - st.slice_bytes[i] < limit) & (base <= room) & (span >= 0)
-        take = np.where(fresh, (k >= 1) | (extra == 1) | empties, finishes)
-        i, k, extra, m, base, t = i[take], k[take], extra[take], m[take], base[take], t[take]
-        if i.size == 0:
+        take = flat(np.where(fresh, (k >= 1) | (extra == 1) | empties, finishes))
+        if take.size == 0:
             return
+        i, k, extra, m, base, t = i[take], k[take], extra[take], m[take], base[take], t[take]
         window_bytes, cap1, pages, whole = window_bytes[take], cap1[take], pages[take], whole[take]
         elapsed, next_tick, syncing_tick = elapsed[take], next_tick[take], syncing_tick[take]
         empties, need = empties[take], need[take]
@@ -712,8 +717,8 @@ class Engine:
         gone = scan.pages_sent(np.stack([sent, whole, whole - window_bytes, base]))
         x0 = st.X[i]
         self.send_from(i, scan, sent)
-        started = m > 0
-        if started.any():  # the started window closes: its counters (and sample) first
+        started = flat(m > 0)
+        if started.size:  # the started window closes: its counters (and sample) first
             j, b, prefix_pages = i[started], base[started], gone[3][started]
             close_ms = (elapsed[started] + m[started] * C.MAX_WAIT_US) / 1000.0
             self.window_counters(j, st.win_bytes[j] + b, st.win_pages[j] + prefix_pages, close_ms)
@@ -733,7 +738,7 @@ class Engine:
         st.next_tick[i] = np.where(crossed, np.minimum(after, syncing_tick), next_tick)
         st.prev_sync_cnt[i] = np.where(crossed, st.sync_count[i], st.prev_sync_cnt[i])
         # Counters of the last whole regular window, for those that crossed one.
-        w = k >= 1
+        w = flat(k >= 1)
         j = i[w]
         last_window = gone[1] - gone[2]
         self.window_counters(j, window_bytes[w], last_window[w], C.BUFFER_DELAY_US / 1000.0)
