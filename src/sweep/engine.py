@@ -643,23 +643,47 @@ class Engine:
         m = np.where(fresh, 0, -((elapsed - C.BUFFER_DELAY_US) // C.MAX_WAIT_US))
         base = m * st.slice_bytes[i]
         # A decision point after b bytes is quiet while the queue then stays above the guard
-        # (threshold / P + 1 pages), i.e. b < limit.  Until the current window closes (after
-        # `closes` bytes) the threshold is the current one; after, a regular window's bounds
-        # it (a started window's is never above it: without a rate limit neither sends
-        # faster than the link).  The one-page margin absorbs float noise; `room` keeps a
-        # page queued (a slice that empties the queue ends early: an ordinary pass takes it).
+        # (threshold / P + 1 pages), i.e. b < limit.  Each window's points are judged against
+        # the threshold of the window before it: until the current window closes (after
+        # `closes` bytes) the current one; in the next window the threshold the current one
+        # sets when it closes (a started window's, computed as window_counters will, or a
+        # regular window's); after that a regular window's.  The one-page margin absorbs float
+        # noise; `room` keeps a page queued (a slice that empties the queue ends early: an
+        # ordinary pass takes it).
+        close_ms = (elapsed + m * C.MAX_WAIT_US) / 1000.0
+        Bsw = st.Bsw[i]
+        closing_bw = np.where(Bsw != 0, Bsw / 1000.0, (st.win_bytes[i] + base) / close_ms)
+        regular_threshold = st.regular_threshold[i]
+        closing = np.where(fresh, regular_threshold, num.floor(closing_bw * st.DL[i]))
         P = st.P[i]
-        now, regular, room = scan.bytes_for(
-            np.stack([pages - st.threshold[i] / P - 1.0, pages - st.regular_threshold[i] / P - 1.0,
-                      pages - 1.0])
+        now, after_close, regular, room = scan.bytes_for(
+            np.stack([pages - st.threshold[i] / P - 1.0, pages - closing / P - 1.0,
+                      pages - regular_threshold / P - 1.0, pages - 1.0])
         )  # fmt: skip
-        closes = np.where(fresh, window_bytes, base)
-        # The first point at or past `now`, if before `closes`, is not quiet; if there is none
-        # before `closes`, stopping there anyway is merely early.
-        limit = np.where(now < closes, now, np.maximum(closes, regular))
+        # Zones and limits are counted from `base` (the end of the started window), so that
+        # a limit on a zone's edge gives a whole number of windows exactly.
+        now, after_close, regular = now - base, after_close - base, regular - base
+        closes = np.where(fresh, window_bytes, 0.0)
+        next_closes = closes + window_bytes
+        # A zone is quiet when its last decision point is: the current window's last point is
+        # its second slice (a started window's, the slice before `closes`); the next one's, its
+        # second slice.  The first point at or past the limit of the first zone that is not
+        # quiet ends the jump.
+        second_point = np.where(one_slice, 0.0, cap1)
+        last_now = np.where(fresh, second_point, -st.slice_bytes[i])
+        last_after = closes + second_point
+        limit = np.where(
+            now <= last_now,
+            now,
+            np.where(
+                after_close <= last_after,
+                np.maximum(closes, after_close),
+                np.maximum(next_closes, regular),
+            ),
+        )
         # Regular decision points: window j's first slice starts base + j windows' bytes in,
         # its second cap1 later.  Count the quiet ones of each kind.
-        x = (limit - base) / window_bytes
+        x = limit / window_bytes
         first = np.maximum(np.ceil(x), 0.0)
         second = np.where(one_slice, first, np.maximum(np.ceil(x - cap1 / window_bytes), 0.0))
         # The 5 s timer: a tick syncs only if no sync happened since the previous tick (and
@@ -690,23 +714,23 @@ class Engine:
         # top syncs).  Without a rate limit, take it too when that point is quiet and before
         # the horizon, and the queue fits the slice with a page to spare.
         whole = base + k * window_bytes  # bytes to the end of the last whole window
-        landing = whole + extra * cap1
-        need = np.add.reduce(scan.wire, axis=0) - landing
+        lands = k * window_bytes + extra * cap1  # the landing point, from base (as limit)
+        need = np.add.reduce(scan.wire, axis=0) - (whole + extra * cap1)
         empties = (
             (st.budget[i] == 0)
-            & (landing < limit)
+            & (lands < limit)
             & (need + st.wire_normal[i] <= st.slice_bytes[i])
             & ((m + extra) * C.MAX_WAIT_US + k * C.BUFFER_DELAY_US < horizon)
         )
         # A started window is taken whole or not at all: its slices' decision points (the
         # last at base - slice_bytes) must be quiet, its bytes leave a page, it ends in time.
-        finishes = (m > 0) & (base - st.slice_bytes[i] < limit) & (base <= room) & (span >= 0)
+        finishes = (m > 0) & (-st.slice_bytes[i] < limit) & (base <= room) & (span >= 0)
         take = flat(np.where(fresh, (k >= 1) | (extra == 1) | empties, finishes))
         if take.size == 0:
             return
         i, k, extra, m, base, t = i[take], k[take], extra[take], m[take], base[take], t[take]
         window_bytes, cap1, pages, whole = window_bytes[take], cap1[take], pages[take], whole[take]
-        elapsed, next_tick, syncing_tick = elapsed[take], next_tick[take], syncing_tick[take]
+        close_ms, next_tick, syncing_tick = close_ms[take], next_tick[take], syncing_tick[take]
         empties, need = empties[take], need[take]
         scan = scan.take(take)
 
@@ -720,8 +744,9 @@ class Engine:
         started = flat(m > 0)
         if started.size:  # the started window closes: its counters (and sample) first
             j, b, prefix_pages = i[started], base[started], gone[3][started]
-            close_ms = (elapsed[started] + m[started] * C.MAX_WAIT_US) / 1000.0
-            self.window_counters(j, st.win_bytes[j] + b, st.win_pages[j] + prefix_pages, close_ms)
+            self.window_counters(
+                j, st.win_bytes[j] + b, st.win_pages[j] + prefix_pages, close_ms[started]
+            )
             if self.samples is not None:
                 self.record_sample(
                     j, t[started] + m[started] * C.MAX_WAIT_US, x0[started] + b,
