@@ -56,7 +56,7 @@ STATE = (
     "expected_downtime", "mbps", "pages_per_second", "dirty_pages_rate",
     "dirty_bytes_last_sync", "num_dirty_pages_period", "bytes_xfer_prev", "period_start",
     "time_last_bitmap_sync", "dirty_rate_high_cnt", "throttle", "dirty_limit_active",
-    "prev_sync_cnt", "next_tick", "ring_lapped", "first_pass", "live",
+    "prev_sync_cnt", "next_tick", "ring_lapped", "first_pass", "live", "stopping",
 )  # fmt: skip
 
 ITERATION_FIELDS = (
@@ -91,7 +91,7 @@ class State:
     """Every array of the chunk, one attribute each; rows are the scenarios still in the loop."""
 
     def compact(self) -> None:
-        keep = flat(self.live)
+        keep = flat(self.live | self.stopping)
         for name in CONSTANTS + STATE:
             setattr(self, name, getattr(self, name)[keep])
 
@@ -201,6 +201,7 @@ def _init(frame: pd.DataFrame) -> State:
     st.ring_lapped = np.ones(n, dtype=bool)  # the setup queue is the whole working set
     st.first_pass = np.ones(n, dtype=bool)  # the old queue holds pages never sent
     st.live = np.ones(n, dtype=bool)
+    st.stopping = np.zeros(n, dtype=bool)  # switched over, completion pending (Engine.run)
     st.t = st.setup_us.copy()
     st.time_last_bitmap_sync = st.t.copy()
     st.period_start = st.t.copy()
@@ -480,8 +481,10 @@ class Engine:
             num.at_most(pending, threshold),
             (pending == 0) | num.below(pending, threshold),
         )
-        if switch.any():
-            self.completion(flat(switch))
+        # migration_completion reads only the scenario's own state and ends it, so the
+        # scenarios that switch over leave the loop now and complete in batches (run).
+        st.live &= ~switch
+        st.stopping |= switch
         self.ram_save_iterate(active & ~switch)
 
     def ram_save_iterate(self, go: np.ndarray) -> None:
@@ -826,7 +829,11 @@ class Engine:
                         sleepy, np.maximum(st.t, st.win_start + C.BUFFER_DELAY_US), st.t
                     )
                     self.update_counters(sleepy)
-                if np.count_nonzero(~st.live) * 5 >= len(st):
+                stopping = np.count_nonzero(st.stopping)
+                if stopping and (stopping * 5 >= len(st) or not st.live.any()):
+                    self.completion(flat(st.stopping))
+                    st.stopping[:] = False
+                if np.count_nonzero(~(st.live | st.stopping)) * 5 >= len(st):
                     st.compact()
         out = dict(self.out)
         out["downtime_ms"] = self.downtime_ms
