@@ -61,8 +61,8 @@ def test_bench_prints_and_records_its_figures(tmp_path) -> None:
     record = tmp_path / "bench.json"
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(
-        [sys.executable, "-m", "sweep.bench", "--sizes", "300", "--reference", "20", "--no-job",
-         "--json", str(record)],
+        [sys.executable, "-m", "sweep.bench", "--sizes", "300", "600", "--reference", "20",
+         "--no-job", "--min-seconds", "0", "--json", str(record)],
         capture_output=True, text=True, timeout=300, cwd=root,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -72,3 +72,20 @@ def test_bench_prints_and_records_its_figures(tmp_path) -> None:
     assert size["engine"]["per_core"] > 0 and size["with_tables"]["per_core"] > 0
     assert size["engine"]["passes"] >= 1 and size["engine"]["rows"] >= 300
     assert figures["reference"]["scenarios"] == 20 and figures["reference"]["per_core"] > 0
+    assert size["engine"]["runs"] == 1  # --min-seconds 0: one run each
+    ratios = figures["cost_vs_largest"]
+    assert ratios["600"] == 1.0 and ratios["300"] > 0
+    assert "cost per scenario against the largest size" in done.stdout
+
+
+def test_bench_repeats_small_sizes_and_reports_the_median() -> None:
+    """A size whose run is short is run until the runs fill min_seconds of CPU."""
+    from sweep import api, bench
+    from sweep.params import normalize
+
+    canonical = api.prepare(normalize([{"dirty_rate": r} for r in (0, 1e4, 1e5)]))
+    once = bench._engine_rate(canonical, 100, tables=False)
+    assert once["runs"] == 1
+    again = bench._engine_rate(canonical, 100, tables=False, min_seconds=0.05)
+    assert again["runs"] >= 2
+    assert again["slowest"] <= again["per_core"] <= again["fastest"]

@@ -5,7 +5,9 @@ scenarios drawn from ``config/perf.yaml`` (by default; the whole grid when a siz
 it reports
 
 * engine throughput in scenarios per second per core (CPU time of one process: the engine is
-  single-threaded numpy), for the engine alone and with the output tables built;
+  single-threaded numpy), for the engine alone and with the output tables built: the median
+  of as many runs as fill ``--min-seconds`` of CPU, with their spread (fastest - slowest, as
+  a share of the median), and each size's cost per scenario against the largest size's;
 * the most passes of the engine's loop a chunk needed: a chunk costs about that many times a
   fixed cost per pass, plus a cost per scenario (docs/performance.md);
 * the speed-up over the scalar reference on the same 10^4 scenarios (both in this process);
@@ -54,8 +56,8 @@ def _subset(rows: pd.DataFrame, n: int) -> pd.DataFrame:
     return rows.iloc[picks].reset_index(drop=True)
 
 
-def _engine_rate(canonical: pd.DataFrame, chunk_size: int, tables: bool) -> dict[str, float]:
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+def _engine_pass(canonical: pd.DataFrame, chunk_size: int, tables: bool) -> dict[str, float]:
+    cpu0 = time.process_time()
     rows = passes = 0
     for start in range(0, len(canonical), chunk_size):
         chunk = canonical.iloc[start : start + chunk_size].reset_index(drop=True)
@@ -64,10 +66,22 @@ def _engine_rate(canonical: pd.DataFrame, chunk_size: int, tables: bool) -> dict
         passes = max(passes, raw.passes)
         if tables:
             api.tables_from_chunk(chunk, raw)
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return {"cpu_s": time.process_time() - cpu0, "rows": rows, "passes": passes}
+
+
+def _engine_rate(
+    canonical: pd.DataFrame, chunk_size: int, tables: bool, min_seconds: float = 0.0
+) -> dict[str, float]:
+    """Scenarios per CPU second: the median of as many runs as fill `min_seconds` (at least
+    one), so that a 0.1 s run of a small size is not one noisy sample against a 10 s one."""
+    runs = [_engine_pass(canonical, chunk_size, tables)]
+    while sum(r["cpu_s"] for r in runs) < min_seconds and len(runs) < 50:
+        runs.append(_engine_pass(canonical, chunk_size, tables))
+    rates = sorted(len(canonical) / r["cpu_s"] for r in runs)
     return {
-        "cpu_s": cpu, "wall_s": wall, "per_core": len(canonical) / cpu, "rows": rows,
-        "passes": passes,
+        "cpu_s": float(np.median([r["cpu_s"] for r in runs])), "runs": len(runs),
+        "per_core": float(np.median(rates)), "slowest": rates[0], "fastest": rates[-1],
+        "rows": runs[0]["rows"], "passes": runs[0]["passes"],
     }  # fmt: skip
 
 
@@ -104,7 +118,9 @@ def _one_job(config_path: Path, chunk: int) -> dict[str, Any]:
         }
 
 
-def run(config_path: Path, sizes: Sequence[int], reference: int, job: bool) -> dict[str, Any]:
+def run(
+    config_path: Path, sizes: Sequence[int], reference: int, job: bool, min_seconds: float = 2.0
+) -> dict[str, Any]:
     config = yaml.safe_load(config_path.read_text())
     layout = grid.plan(config)
     chunk_size = layout.chunk_size
@@ -123,24 +139,34 @@ def run(config_path: Path, sizes: Sequence[int], reference: int, job: bool) -> d
     }
     print(report["machine"], report["date"], flush=True)
     print(
-        f"{'scenarios':>10} {'engine/core':>12} {'+tables/core':>13} {'us/scenario':>12} "
-        f"{'sync rows/scen':>15} {'passes':>7}",
+        f"{'scenarios':>10} {'engine/core':>12} {'spread':>8} {'runs':>5} {'+tables/core':>13} "
+        f"{'us/scenario':>12} {'sync rows/scen':>15} {'passes':>7}",
         flush=True,
     )
     smallest = None
     for n in sizes:
         canonical = api.prepare(_subset(every, min(n, layout.size)))
-        engine = _engine_rate(canonical, chunk_size, tables=False)
-        full = _engine_rate(canonical, chunk_size, tables=True)
+        engine = _engine_rate(canonical, chunk_size, tables=False, min_seconds=min_seconds)
+        full = _engine_rate(canonical, chunk_size, tables=True, min_seconds=min_seconds)
         report["sizes"][n] = {"engine": engine, "with_tables": full}
+        spread = (engine["fastest"] - engine["slowest"]) / engine["per_core"]
         print(
-            f"{len(canonical):>10,} {engine['per_core']:>12,.0f} {full['per_core']:>13,.0f} "
-            f"{1e6 / engine['per_core']:>12.1f} {engine['rows'] / len(canonical):>15.1f} "
-            f"{engine['passes']:>7}",
+            f"{len(canonical):>10,} {engine['per_core']:>12,.0f} {spread:>8.0%} "
+            f"{engine['runs']:>5} {full['per_core']:>13,.0f} {1e6 / engine['per_core']:>12.1f} "
+            f"{engine['rows'] / len(canonical):>15.1f} {engine['passes']:>7}",
             flush=True,
         )
         if smallest is None:
             smallest = (canonical, engine)
+    if len(sizes) > 1:
+        largest = report["sizes"][sizes[-1]]["engine"]["per_core"]
+        ratios = {n: largest / report["sizes"][n]["engine"]["per_core"] for n in sizes}
+        report["cost_vs_largest"] = ratios
+        print(
+            "cost per scenario against the largest size: "
+            + ", ".join(f"{n:,} x{r:.2f}" for n, r in ratios.items()),
+            flush=True,
+        )
     if reference and smallest is not None:
         canonical, engine = smallest
         sample = _subset(canonical, reference)
@@ -179,10 +205,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=10_000,
         help="scenarios of the smallest size to run through the scalar reference (0: skip)",
     )
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=2.0,
+        help="repeat each size until its runs fill this much CPU time, report the median",
+    )
     parser.add_argument("--no-job", action="store_true", help="skip the simulate-job probe")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
-    report = run(args.config, args.sizes, args.reference, not args.no_job)
+    report = run(args.config, args.sizes, args.reference, not args.no_job, args.min_seconds)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
     return 0
