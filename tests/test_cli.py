@@ -62,7 +62,7 @@ def test_bench_prints_and_records_its_figures(tmp_path) -> None:
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(
         [sys.executable, "-m", "sweep.bench", "--sizes", "300", "600", "--reference", "20",
-         "--no-job", "--min-seconds", "0", "--json", str(record)],
+         "--no-job", "--min-seconds", "0", "--rounds", "2", "--json", str(record)],
         capture_output=True, text=True, timeout=300, cwd=root,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -72,7 +72,7 @@ def test_bench_prints_and_records_its_figures(tmp_path) -> None:
     assert size["engine"]["per_core"] > 0 and size["with_tables"]["per_core"] > 0
     assert size["engine"]["passes"] >= 1 and size["engine"]["rows"] >= 300
     assert figures["reference"]["scenarios"] == 20 and figures["reference"]["per_core"] > 0
-    assert size["engine"]["runs"] == 1  # --min-seconds 0: one run each
+    assert size["engine"]["runs"] == 2  # --min-seconds 0: one run in each of 2 rounds
     ratios = figures["cost_vs_largest"]
     assert ratios["600"] == 1.0 and ratios["300"] > 0
     assert "cost per scenario against the largest size" in done.stdout

@@ -5,9 +5,11 @@ scenarios drawn from ``config/perf.yaml`` (by default; the whole grid when a siz
 it reports
 
 * engine throughput in scenarios per second per core (CPU time of one process: the engine is
-  single-threaded numpy), for the engine alone and with the output tables built: the median
-  of as many runs as fill ``--min-seconds`` of CPU, with their spread (fastest - slowest, as
-  a share of the median), and each size's cost per scenario against the largest size's;
+  single-threaded numpy), for the engine alone and with the output tables built.  The sizes
+  run in ``--rounds`` interleaved rounds, each size as many times as fill ``--min-seconds``
+  of CPU over the rounds; the figure is the median run, with the spread of the runs
+  (fastest - slowest, as a share of the median), and each size's cost per scenario against
+  the largest size's;
 * the most passes of the engine's loop a chunk needed: a chunk costs about that many times a
   fixed cost per pass, plus a cost per scenario (docs/performance.md);
 * the speed-up over the scalar reference on the same 10^4 scenarios (both in this process);
@@ -69,20 +71,44 @@ def _engine_pass(canonical: pd.DataFrame, chunk_size: int, tables: bool) -> dict
     return {"cpu_s": time.process_time() - cpu0, "rows": rows, "passes": passes}
 
 
-def _engine_rate(
-    canonical: pd.DataFrame, chunk_size: int, tables: bool, min_seconds: float = 0.0
-) -> dict[str, float]:
-    """Scenarios per CPU second: the median of as many runs as fill `min_seconds` (at least
-    one), so that a 0.1 s run of a small size is not one noisy sample against a 10 s one."""
+def _runs(
+    canonical: pd.DataFrame, chunk_size: int, tables: bool, min_seconds: float
+) -> list[dict[str, float]]:
+    """As many runs as fill `min_seconds` of CPU (at least one, at most 50)."""
     runs = [_engine_pass(canonical, chunk_size, tables)]
     while sum(r["cpu_s"] for r in runs) < min_seconds and len(runs) < 50:
         runs.append(_engine_pass(canonical, chunk_size, tables))
-    rates = sorted(len(canonical) / r["cpu_s"] for r in runs)
+    return runs
+
+
+def _rate(n: int, runs: list[dict[str, float]]) -> dict[str, float]:
+    """Scenarios per CPU second: the median run, the slowest and fastest, how many runs."""
+    rates = sorted(n / r["cpu_s"] for r in runs)
     return {
         "cpu_s": float(np.median([r["cpu_s"] for r in runs])), "runs": len(runs),
         "per_core": float(np.median(rates)), "slowest": rates[0], "fastest": rates[-1],
         "rows": runs[0]["rows"], "passes": runs[0]["passes"],
     }  # fmt: skip
+
+
+def _engine_rate(
+    canonical: pd.DataFrame, chunk_size: int, tables: bool, min_seconds: float = 0.0
+) -> dict[str, float]:
+    """The median of as many runs as fill `min_seconds`, so that a 0.1 s run of a small size
+    is not one noisy sample against a 10 s one."""
+    return _rate(len(canonical), _runs(canonical, chunk_size, tables, min_seconds))
+
+
+def _engine_rates(
+    canonicals: dict[int, pd.DataFrame], chunk_size: int, rounds: int, min_seconds: float
+) -> dict[int, dict[str, float]]:
+    """Every size in `rounds` interleaved rounds: the host drifts by 10 % and more within
+    minutes, and interleaving spreads the drift over all sizes instead of one."""
+    runs: dict[int, list[dict[str, float]]] = {n: [] for n in canonicals}
+    for _ in range(rounds):
+        for n, canonical in canonicals.items():
+            runs[n] += _runs(canonical, chunk_size, False, min_seconds / rounds)
+    return {n: _rate(len(canonicals[n]), runs[n]) for n in canonicals}
 
 
 def _reference_rate(canonical: pd.DataFrame) -> float:
@@ -119,8 +145,9 @@ def _one_job(config_path: Path, chunk: int) -> dict[str, Any]:
 
 
 def run(
-    config_path: Path, sizes: Sequence[int], reference: int, job: bool, min_seconds: float = 2.0
-) -> dict[str, Any]:
+    config_path: Path, sizes: Sequence[int], reference: int, job: bool,
+    min_seconds: float = 2.0, rounds: int = 3,
+) -> dict[str, Any]:  # fmt: skip
     config = yaml.safe_load(config_path.read_text())
     layout = grid.plan(config)
     chunk_size = layout.chunk_size
@@ -143,11 +170,11 @@ def run(
         f"{'us/scenario':>12} {'sync rows/scen':>15} {'passes':>7}",
         flush=True,
     )
-    smallest = None
-    for n in sizes:
-        canonical = api.prepare(_subset(every, min(n, layout.size)))
-        engine = _engine_rate(canonical, chunk_size, tables=False, min_seconds=min_seconds)
-        full = _engine_rate(canonical, chunk_size, tables=True, min_seconds=min_seconds)
+    canonicals = {n: api.prepare(_subset(every, min(n, layout.size))) for n in sizes}
+    engines = _engine_rates(canonicals, chunk_size, rounds, min_seconds)
+    for n, canonical in canonicals.items():
+        engine = engines[n]
+        full = _engine_rate(canonical, chunk_size, tables=True, min_seconds=min_seconds / rounds)
         report["sizes"][n] = {"engine": engine, "with_tables": full}
         spread = (engine["fastest"] - engine["slowest"]) / engine["per_core"]
         print(
@@ -156,10 +183,8 @@ def run(
             f"{engine['rows'] / len(canonical):>15.1f} {engine['passes']:>7}",
             flush=True,
         )
-        if smallest is None:
-            smallest = (canonical, engine)
     if len(sizes) > 1:
-        largest = report["sizes"][sizes[-1]]["engine"]["per_core"]
+        largest = report["sizes"][max(sizes)]["engine"]["per_core"]
         ratios = {n: largest / report["sizes"][n]["engine"]["per_core"] for n in sizes}
         report["cost_vs_largest"] = ratios
         print(
@@ -167,9 +192,8 @@ def run(
             + ", ".join(f"{n:,} x{r:.2f}" for n, r in ratios.items()),
             flush=True,
         )
-    if reference and smallest is not None:
-        canonical, engine = smallest
-        sample = _subset(canonical, reference)
+    if reference and sizes:
+        sample = _subset(canonicals[min(sizes)], reference)
         ref_rate = _reference_rate(sample)
         same = _engine_rate(sample, chunk_size, tables=False)["per_core"]
         report["reference"] = {"scenarios": len(sample), "per_core": ref_rate, "engine": same}
@@ -209,12 +233,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--min-seconds",
         type=float,
         default=2.0,
-        help="repeat each size until its runs fill this much CPU time, report the median",
+        help="CPU seconds of runs per size, over all rounds (at least one run per round)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds over the sizes (default 3)"
     )
     parser.add_argument("--no-job", action="store_true", help="skip the simulate-job probe")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
-    report = run(args.config, args.sizes, args.reference, not args.no_job, args.min_seconds)
+    report = run(
+        args.config, args.sizes, args.reference, not args.no_job, args.min_seconds, args.rounds
+    )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
     return 0
