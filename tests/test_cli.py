@@ -89,3 +89,19 @@ def test_bench_repeats_small_sizes_and_reports_the_median() -> None:
     again = bench._engine_rate(canonical, 100, tables=False, min_seconds=0.05)
     assert again["runs"] >= 2
     assert again["slowest"] <= again["per_core"] <= again["fastest"]
+
+
+def test_bench_against_a_revision_runs_both_engines_interleaved() -> None:
+    """--against REV loads that revision's engine next to today's (here: HEAD, the same)."""
+    root = Path(__file__).resolve().parents[1]
+    args = [sys.executable, "-m", "sweep.bench", "--sizes", "200", "--min-seconds", "0",
+            "--rounds", "2", "--against"]  # fmt: skip
+    done = subprocess.run([*args, "HEAD"], capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr
+    header, row = done.stdout.splitlines()[1:3]
+    assert header.split() == ["scenarios", "HEAD", "today", "change"]
+    assert row.split()[0] == "200" and float(row.split()[1]) > 0
+    bad = subprocess.run(
+        [*args, "no-such-revision"], capture_output=True, text=True, timeout=300, cwd=root
+    )
+    assert bad.returncode != 0 and "--against no-such-revision" in bad.stderr

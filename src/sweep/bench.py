@@ -16,8 +16,9 @@ it reports
 * peak RSS of one pipeline ``simulate`` job (a subprocess running one chunk of the config) and
   the bytes per scenario of the Parquet files it writes.
 
-The machine is noisy: compare before and after a change in one run (``--compare REV`` is not
-offered; check out the other revision in a worktree and run both back to back).
+The machine is noisy: compare before and after a change in one run.  ``--against REV`` does
+that for the engine: it loads ``src/sweep/engine.py`` as of git revision REV next to today's
+and runs both, interleaved, on the same scenarios.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+import types
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,8 @@ from .engine import run_chunk
 from .reference import simulate_reference
 
 __all__ = ["main"]
+
+Simulate = Callable[[pd.DataFrame], Any]
 
 
 def _subset(rows: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -58,12 +62,14 @@ def _subset(rows: pd.DataFrame, n: int) -> pd.DataFrame:
     return rows.iloc[picks].reset_index(drop=True)
 
 
-def _engine_pass(canonical: pd.DataFrame, chunk_size: int, tables: bool) -> dict[str, float]:
+def _engine_pass(
+    canonical: pd.DataFrame, chunk_size: int, tables: bool, simulate: Simulate = run_chunk
+) -> dict[str, float]:
     cpu0 = time.process_time()
     rows = passes = 0
     for start in range(0, len(canonical), chunk_size):
         chunk = canonical.iloc[start : start + chunk_size].reset_index(drop=True)
-        raw = run_chunk(chunk)
+        raw = simulate(chunk)
         rows += len(raw.iterations["row"])
         passes = max(passes, raw.passes)
         if tables:
@@ -72,12 +78,13 @@ def _engine_pass(canonical: pd.DataFrame, chunk_size: int, tables: bool) -> dict
 
 
 def _runs(
-    canonical: pd.DataFrame, chunk_size: int, tables: bool, min_seconds: float
-) -> list[dict[str, float]]:
+    canonical: pd.DataFrame, chunk_size: int, tables: bool, min_seconds: float,
+    simulate: Simulate = run_chunk,
+) -> list[dict[str, float]]:  # fmt: skip
     """As many runs as fill `min_seconds` of CPU (at least one, at most 50)."""
-    runs = [_engine_pass(canonical, chunk_size, tables)]
+    runs = [_engine_pass(canonical, chunk_size, tables, simulate)]
     while sum(r["cpu_s"] for r in runs) < min_seconds and len(runs) < 50:
-        runs.append(_engine_pass(canonical, chunk_size, tables))
+        runs.append(_engine_pass(canonical, chunk_size, tables, simulate))
     return runs
 
 
@@ -100,15 +107,46 @@ def _engine_rate(
 
 
 def _engine_rates(
-    canonicals: dict[int, pd.DataFrame], chunk_size: int, rounds: int, min_seconds: float
-) -> dict[int, dict[str, float]]:
-    """Every size in `rounds` interleaved rounds: the host drifts by 10 % and more within
-    minutes, and interleaving spreads the drift over all sizes instead of one."""
-    runs: dict[int, list[dict[str, float]]] = {n: [] for n in canonicals}
-    for _ in range(rounds):
+    canonicals: dict[int, pd.DataFrame], chunk_size: int, rounds: int, min_seconds: float,
+    engines: dict[str, Simulate] | None = None,
+) -> dict[str, dict[int, dict[str, float]]]:  # fmt: skip
+    """Every size (and engine) in `rounds` interleaved rounds: the host drifts by 10 % and
+    more within minutes, and interleaving spreads the drift over all of them alike."""
+    engines = engines or {"engine": run_chunk}
+    runs = {(name, n): [] for name in engines for n in canonicals}
+    for k in range(rounds):
+        order = list(engines.items())[:: 1 if k % 2 == 0 else -1]  # alternate who goes first
         for n, canonical in canonicals.items():
-            runs[n] += _runs(canonical, chunk_size, False, min_seconds / rounds)
-    return {n: _rate(len(canonicals[n]), runs[n]) for n in canonicals}
+            for name, simulate in order:
+                runs[(name, n)] += _runs(
+                    canonical, chunk_size, False, min_seconds / rounds, simulate
+                )
+    return {
+        name: {n: _rate(len(canonicals[n]), runs[(name, n)]) for n in canonicals}
+        for name in engines
+    }
+
+
+def _engine_at(rev: str) -> Simulate:
+    """run_chunk of src/sweep/engine.py as of git revision `rev`, loaded next to today's
+    package (its imports resolve against today's sibling modules)."""
+    root = Path(__file__).resolve().parents[2]
+    shown = subprocess.run(
+        ["git", "show", f"{rev}:src/sweep/engine.py"],
+        capture_output=True, text=True, cwd=root,
+    )  # fmt: skip
+    if shown.returncode != 0:
+        raise SystemExit(f"--against {rev}: {shown.stderr.strip()}")
+    name = f"sweep._engine_{rev}"
+    module = types.ModuleType(name)
+    module.__package__ = "sweep"
+    sys.modules[name] = module  # dataclasses look their module up there
+    try:
+        exec(compile(shown.stdout, f"{rev}:src/sweep/engine.py", "exec"), module.__dict__)
+    except ImportError as err:
+        message = f"--against {rev}: its engine does not load with today's package: {err}"
+        raise SystemExit(message) from None
+    return module.run_chunk
 
 
 def _reference_rate(canonical: pd.DataFrame) -> float:
@@ -171,7 +209,7 @@ def run(
         flush=True,
     )
     canonicals = {n: api.prepare(_subset(every, min(n, layout.size))) for n in sizes}
-    engines = _engine_rates(canonicals, chunk_size, rounds, min_seconds)
+    engines = _engine_rates(canonicals, chunk_size, rounds, min_seconds)["engine"]
     for n, canonical in canonicals.items():
         engine = engines[n]
         full = _engine_rate(canonical, chunk_size, tables=True, min_seconds=min_seconds / rounds)
@@ -219,6 +257,25 @@ def run(
     return report
 
 
+def compare(
+    config_path: Path, sizes: Sequence[int], rev: str, min_seconds: float, rounds: int
+) -> dict[str, Any]:
+    """A/B in one run: today's engine against the engine of revision `rev`, interleaved."""
+    layout = grid.plan(yaml.safe_load(config_path.read_text()))
+    every = layout.rows(0, layout.size)
+    canonicals = {n: api.prepare(_subset(every, min(n, layout.size))) for n in sizes}
+    rates = _engine_rates(
+        canonicals, layout.chunk_size, rounds, min_seconds,
+        {rev: _engine_at(rev), "today": run_chunk},
+    )  # fmt: skip
+    print(f"us per scenario, median of interleaved runs ({time.strftime('%Y-%m-%d %H:%M')})")
+    print(f"{'scenarios':>10} {rev:>12} {'today':>12} {'change':>8}")
+    for n in sizes:
+        before, after = (1e6 / rates[name][n]["per_core"] for name in (rev, "today"))
+        print(f"{n:>10,} {before:>12.2f} {after:>12.2f} {after / before - 1:>+8.1%}", flush=True)
+    return rates
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sweep.bench", description=__doc__)
     parser.add_argument("--config", type=Path, default=Path("config/perf.yaml"))
@@ -239,8 +296,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rounds", type=int, default=3, help="interleaved rounds over the sizes (default 3)"
     )
     parser.add_argument("--no-job", action="store_true", help="skip the simulate-job probe")
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="A/B instead: the engine of git revision REV against today's, interleaved",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
+    if args.against:
+        compare(args.config, args.sizes, args.against, args.min_seconds, args.rounds)
+        return 0
     report = run(
         args.config, args.sizes, args.reference, not args.no_job, args.min_seconds, args.rounds
     )
