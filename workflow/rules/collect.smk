@@ -11,6 +11,8 @@ rule collect:
         manifest="results/manifest.json",
     log:
         "results/logs/collect.log",
+    benchmark:
+        "results/benchmarks/collect.tsv"
     localrule: True
     conda:
         "../envs/sweep.yaml"

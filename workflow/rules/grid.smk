@@ -4,6 +4,8 @@ rule grid:
         "results/grid.parquet",
     log:
         "results/logs/grid.log",
+    benchmark:
+        "results/benchmarks/grid.tsv"
     localrule: True
     conda:
         "../envs/sweep.yaml"

@@ -40,6 +40,8 @@ rule report_convergence:
         ),
     log:
         "results/logs/report/convergence.log",
+    benchmark:
+        "results/benchmarks/report/convergence.tsv"
     localrule: True
     conda:
         "../envs/sweep.yaml"
@@ -80,6 +82,8 @@ rule report_downtime:
         ),
     log:
         "results/logs/report/downtime.log",
+    benchmark:
+        "results/benchmarks/report/downtime.tsv"
     localrule: True
     conda:
         "../envs/sweep.yaml"
@@ -138,6 +142,8 @@ rule report_planner:
         ),
     log:
         "results/logs/report/planner.log",
+    benchmark:
+        "results/benchmarks/report/planner.tsv"
     localrule: True
     conda:
         "../envs/sweep.yaml"
@@ -161,6 +167,8 @@ rule paper:
         paper_targets(),
     log:
         "results/logs/report/paper.log",
+    benchmark:
+        "results/benchmarks/report/paper.tsv"
     localrule: True
     conda:
         "../envs/sweep.yaml"
