@@ -208,6 +208,15 @@ def _init(frame: pd.DataFrame) -> State:
     return st
 
 
+def switchover_threshold(
+    bandwidth: np.ndarray, Bsw: np.ndarray, DL: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """migration_update_counters: expected_bw_per_ms (avail-switchover-bandwidth when set,
+    else the window's bandwidth) and threshold_size = expected_bw_per_ms * downtime_limit."""
+    expected_bw_per_ms = np.where(Bsw != 0, Bsw / 1000.0, bandwidth)
+    return expected_bw_per_ms, num.floor(expected_bw_per_ms * DL)
+
+
 def regular_window(st: State) -> None:
     """What a window that starts with a fresh budget and decides nothing does: per-scenario
     constants, computed exactly as ram_save_iterate and update_counters would."""
@@ -220,8 +229,7 @@ def regular_window(st: State) -> None:
     cap2 = np.where(st.one_slice, 0.0, np.where(second_bound, left2, st.slice_bytes))
     st.window_bytes = np.where(st.one_slice, st.cap1, st.cap1 + cap2)
     bandwidth = st.window_bytes / (C.BUFFER_DELAY_US / 1000.0)
-    expected_bw_per_ms = np.where(st.Bsw != 0, st.Bsw / 1000.0, bandwidth)
-    st.regular_threshold = num.floor(expected_bw_per_ms * st.DL)
+    _, st.regular_threshold = switchover_threshold(bandwidth, st.Bsw, st.DL)
 
 
 def scan_order(
@@ -436,10 +444,8 @@ class Engine:
         """What migration_update_counters derives from one window's bytes and length."""
         st = self.st
         bandwidth = win_bytes / elapsed_ms
-        Bsw = st.Bsw[i]
-        expected_bw_per_ms = np.where(Bsw != 0, Bsw / 1000.0, bandwidth)
+        expected_bw_per_ms, st.threshold[i] = switchover_threshold(bandwidth, st.Bsw[i], st.DL[i])
         st.bandwidth[i] = bandwidth
-        st.threshold[i] = num.floor(expected_bw_per_ms * st.DL[i])
         st.mbps[i] = win_bytes * 8.0 / (elapsed_ms / 1000.0) / 1e6
         st.pages_per_second[i] = win_pages / (elapsed_ms / 1000.0)
         update = (st.dirty_pages_rate[i] != 0) & (win_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
@@ -654,10 +660,9 @@ class Engine:
         # noise; `room` keeps a page queued (a slice that empties the queue ends early: an
         # ordinary pass takes it).
         close_ms = (elapsed + m * C.MAX_WAIT_US) / 1000.0
-        Bsw = st.Bsw[i]
-        closing_bw = np.where(Bsw != 0, Bsw / 1000.0, (st.win_bytes[i] + base) / close_ms)
+        _, closing = switchover_threshold((st.win_bytes[i] + base) / close_ms, st.Bsw[i], st.DL[i])
         regular_threshold = st.regular_threshold[i]
-        closing = np.where(fresh, regular_threshold, num.floor(closing_bw * st.DL[i]))
+        closing = np.where(fresh, regular_threshold, closing)
         P = st.P[i]
         now, after_close, regular, room = scan.bytes_for(
             np.stack([pages - st.threshold[i] / P - 1.0, pages - closing / P - 1.0,
