@@ -71,7 +71,7 @@ def _engine_pass(
         chunk = canonical.iloc[start : start + chunk_size].reset_index(drop=True)
         raw = simulate(chunk)
         rows += len(raw.iterations["row"])
-        passes = max(passes, raw.passes)
+        passes = max(passes, getattr(raw, "passes", 0))  # engines before 5ac11c3: none
         if tables:
             api.tables_from_chunk(chunk, raw)
     return {"cpu_s": time.process_time() - cpu0, "rows": rows, "passes": passes}
@@ -149,6 +149,12 @@ def _engine_at(rev: str) -> Simulate:
     return module.run_chunk
 
 
+def _samples(layout: grid.Plan, sizes: Sequence[int]) -> dict[int, pd.DataFrame]:
+    """Each size's scenarios, canonical, drawn from the whole grid (or all of it)."""
+    every = layout.rows(0, layout.size)
+    return {n: api.prepare(_subset(every, min(n, layout.size))) for n in sizes}
+
+
 def _reference_rate(canonical: pd.DataFrame) -> float:
     records = canonical.to_dict("records")
     cpu0 = time.process_time()
@@ -190,10 +196,10 @@ def run(
     layout = grid.plan(config)
     chunk_size = layout.chunk_size
     started = time.perf_counter()
-    every = layout.rows(0, layout.size)
+    canonicals = _samples(layout, sizes)
     print(
         f"{config_path}: {layout.size:,} scenarios, chunks of {chunk_size:,}; "
-        f"grid rows built in {time.perf_counter() - started:.1f} s",
+        f"samples prepared in {time.perf_counter() - started:.1f} s",
         flush=True,
     )
     report: dict[str, Any] = {
@@ -208,7 +214,6 @@ def run(
         f"{'us/scenario':>12} {'sync rows/scen':>15} {'passes':>7}",
         flush=True,
     )
-    canonicals = {n: api.prepare(_subset(every, min(n, layout.size))) for n in sizes}
     engines = _engine_rates(canonicals, chunk_size, rounds, min_seconds)["engine"]
     for n, canonical in canonicals.items():
         engine = engines[n]
@@ -261,12 +266,11 @@ def compare(
     config_path: Path, sizes: Sequence[int], rev: str, min_seconds: float, rounds: int
 ) -> dict[str, Any]:
     """A/B in one run: today's engine against the engine of revision `rev`, interleaved."""
+    before = _engine_at(rev)  # a bad revision fails here, before any work
     layout = grid.plan(yaml.safe_load(config_path.read_text()))
-    every = layout.rows(0, layout.size)
-    canonicals = {n: api.prepare(_subset(every, min(n, layout.size))) for n in sizes}
     rates = _engine_rates(
-        canonicals, layout.chunk_size, rounds, min_seconds,
-        {rev: _engine_at(rev), "today": run_chunk},
+        _samples(layout, sizes), layout.chunk_size, rounds, min_seconds,
+        {rev: before, "today": run_chunk},
     )  # fmt: skip
     print(f"us per scenario, median of interleaved runs ({time.strftime('%Y-%m-%d %H:%M')})")
     print(f"{'scenarios':>10} {rev:>12} {'today':>12} {'change':>8}")
