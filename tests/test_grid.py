@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jsonschema
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -149,6 +150,40 @@ def test_ids_do_not_depend_on_axis_order_or_chunking():
     assert set(a.scenarios["scenario_id"]) == set(b.scenarios["scenario_id"])
     assert a.scenarios["scenario_id"].tolist() != b.scenarios["scenario_id"].tolist()
     assert a.digest != b.digest
+
+
+@pytest.mark.parametrize("block_rows", [1, 4, 7, 1000])
+def test_blocks_of_any_size_give_the_same_grid(monkeypatch, block_rows):
+    """The grid is checked and written whole chunks at a time; the split changes nothing."""
+    config = {**CONFIG, "chunk_size": 2}
+    whole = api.prepare(grid.plan(config).rows())
+    monkeypatch.setattr(grid, "BLOCK_ROWS", block_rows)
+    built = grid.build(config)
+    blocks = list(built.blocks(block_rows))
+    sizes = np.diff(built.plan.bounds)
+    for block in blocks:  # whole chunks, at most block_rows rows unless a single chunk
+        chunks = block["chunk"].unique()
+        assert len(block) == sizes[chunks].sum()
+        assert len(block) <= block_rows or len(chunks) == 1
+    frame = pd.concat(blocks, ignore_index=True)
+    assert frame.drop(columns="chunk").equals(whole)
+    assert frame["chunk"].tolist() == np.repeat(np.arange(len(sizes)), sizes).tolist()
+    assert built.digest == grid.grid_digest([whole["scenario_id"]], built.plan.bounds)
+    split = np.split(whole["scenario_id"].to_numpy(), [3, 5])
+    assert built.digest == grid.grid_digest(split, built.plan.bounds)
+
+
+@pytest.mark.parametrize("block_rows", [1, 100])
+def test_a_row_repeating_one_in_another_chunk_is_refused(monkeypatch, block_rows):
+    """50% of 4GiB is 2GiB: rows 0 and 1 are one scenario, in two chunks of one row."""
+    config = {"chunk_size": 1, "axes": {"ram_size": ["4GiB", "8GiB"],
+                                        "working_set_size": ["50%", "2GiB"]}}  # fmt: skip
+    monkeypatch.setattr(grid, "BLOCK_ROWS", block_rows)
+    with pytest.raises(ParameterError) as err:
+        grid.build(config)
+    assert err.value.key == "axes"
+    assert ("grid row 1 (ram_size=4GiB, working_set_size=2GiB) repeats grid row 0 "
+            "(ram_size=4GiB, working_set_size=50%)") in str(err.value)  # fmt: skip
 
 
 def test_config_hash_is_stable_and_ignores_other_sections():

@@ -93,15 +93,30 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     io.write_table(pa.table({"x": [1, 2]}), path)
     os.chmod(path, 0o644)
 
-    def broken(table, where, **kwargs):
-        Path(where).write_bytes(b"half a file")
+    def broken(self, table, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pq, "write_table", broken)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", broken)
     with pytest.raises(OSError, match="disk full"):
         io.write_table(pa.table({"x": [3]}), path)
     assert pq.read_table(path)["x"].to_pylist() == [1, 2]  # the old file, untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet"]  # no temp left
+
+
+def test_a_file_written_piece_by_piece_appears_only_when_complete(tmp_path):
+    path = tmp_path / "out.parquet"
+    schema = pa.schema([pa.field("x", pa.int64())])
+    with pytest.raises(RuntimeError, match="second piece"), io.table_writer(path, schema) as w:
+        w.write_table(pa.table({"x": [1, 2]}, schema=schema))
+        assert list(tmp_path.iterdir()) != [] and not path.exists()
+        raise RuntimeError("the second piece failed")
+    assert list(tmp_path.iterdir()) == []
+    with io.table_writer(path, schema) as writer:
+        for piece in ([1, 2], [3]):
+            writer.write_table(pa.table({"x": piece}, schema=schema))
+    assert pq.read_table(path)["x"].to_pylist() == [1, 2, 3]
+    assert pq.ParquetFile(path).metadata.num_row_groups == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet"]
 
 
 def test_written_files_follow_the_umask(tmp_path):

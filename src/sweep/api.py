@@ -154,8 +154,10 @@ def prepare(scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFra
     duplicated = canonical["scenario_id"].duplicated()
     if duplicated.any():
         first = int(np.flatnonzero(duplicated.to_numpy())[0])
+        ids = canonical["scenario_id"].to_numpy()
+        earlier = int(np.flatnonzero(ids == ids[first])[0])
         raise ParameterError(
-            "scenarios", f"row {first} repeats an earlier scenario",
+            "scenarios", f"row {first} repeats row {earlier}",
             "distinct scenarios (the model is deterministic: a repeat adds nothing); "
             "give a scenario_id column to keep repeats",
         )  # fmt: skip

@@ -39,7 +39,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 DEFAULT_CHUNK_SIZE = 10_000
+# Rows normalised at a time when a whole grid is checked or written (Grid.blocks).
+BLOCK_ROWS = 100_000
 SECTIONS = ("chunk_size", "fixed", "axes", "zip")
 # Top-level config sections that belong to other rules (the report); the grid ignores them.
 OTHER_SECTIONS = ("report",)
@@ -506,22 +508,27 @@ def plan(config: Mapping[str, Any]) -> Plan:
 
 @dataclass(frozen=True)
 class Grid:
-    """A prepared grid: ``scenarios`` (scenario_id, chunk, canonical parameters)."""
+    """A checked grid: its plan and what each chunk holds, not its rows.
+
+    Checking a grid normalises every row, but a block of chunks at a time
+    (:meth:`blocks`), keeping only the scenario ids: 8 bytes a scenario, so the workflow's
+    main process and the grid job stay small whatever the grid size.
+    """
 
     plan: Plan
-    scenarios: pd.DataFrame
+    digests: tuple[str, ...]  # one per chunk: its scenario ids (each hashes every value)
+    digest: str  # the whole grid: every id in order, and the chunk boundaries
+
+    def blocks(self, rows: int = BLOCK_ROWS) -> Iterator[pd.DataFrame]:
+        """The prepared scenarios (scenario_id, chunk, canonical parameters), whole chunks at a
+        time, about `rows` rows a block."""
+        for start, stop in _blocks(self.plan, rows):
+            yield _prepared_block(self.plan, start, stop)
 
     @cached_property
-    def digests(self) -> tuple[str, ...]:
-        """One digest per chunk: what its scenarios are (their ids, which hash every value)."""
-        ids = self.scenarios["scenario_id"].to_numpy()
-        bounds = self.plan.bounds
-        return tuple(digest(ids[a:b]) for a, b in itertools.pairwise(bounds))
-
-    @cached_property
-    def digest(self) -> str:
-        """The whole grid: every id in order, and the chunk boundaries."""
-        return grid_digest(self.scenarios["scenario_id"], self.plan.bounds)
+    def scenarios(self) -> pd.DataFrame:
+        """The whole grid as one frame: for small grids (the workflow uses :meth:`blocks`)."""
+        return pd.concat(list(self.blocks()), ignore_index=True)
 
 
 def digest(scenario_ids: np.ndarray | pd.Series) -> str:
@@ -530,11 +537,24 @@ def digest(scenario_ids: np.ndarray | pd.Series) -> str:
     return hashlib.sha256(ids.tobytes()).hexdigest()[:16]
 
 
-def grid_digest(scenario_ids: np.ndarray | pd.Series, bounds: np.ndarray) -> str:
-    """A short stable digest of a whole grid: its ids in order and its chunk boundaries."""
-    h = hashlib.sha256(np.ascontiguousarray(np.asarray(scenario_ids, dtype="<i8")).tobytes())
+def grid_digest(id_blocks: Iterable[np.ndarray | pd.Series], bounds: np.ndarray) -> str:
+    """A short stable digest of a whole grid: its ids in order (given block by block, the
+    same digest however they are split) and its chunk boundaries."""
+    h = hashlib.sha256()
+    for ids in id_blocks:
+        h.update(np.ascontiguousarray(np.asarray(ids, dtype="<i8")).tobytes())
     h.update(np.ascontiguousarray(np.asarray(bounds, dtype="<i8")).tobytes())
     return h.hexdigest()[:16]
+
+
+def _repeat_error(plan_: Plan, row: int, earlier: int) -> ParameterError:
+    return ParameterError(
+        "axes",
+        f"grid row {row} ({plan_.describe_row(row)}) repeats grid row {earlier} "
+        f"({plan_.describe_row(earlier)})",
+        "axes whose values stay distinct after rounding to the parameter's resolution "
+        "(whole pages, ms, bytes/s)",
+    )  # fmt: skip
 
 
 def prepare_rows(plan_: Plan, rows: pd.DataFrame, offset: int = 0) -> pd.DataFrame:
@@ -542,28 +562,53 @@ def prepare_rows(plan_: Plan, rows: pd.DataFrame, offset: int = 0) -> pd.DataFra
     try:
         return api.prepare(rows)
     except ParameterError as error:
-        match = re.search(r"\(scenario (\d+)\)|row (\d+) repeats", str(error))
+        match = re.search(r"\(scenario (\d+)\)|row (\d+) repeats row (\d+)", str(error))
         if match is None:
             raise
         row = offset + int(match.group(1) or match.group(2))
-        where = f"grid row {row}: {plan_.describe_row(row)}"
         if error.key == "scenarios":
-            raise ParameterError(
-                "axes", where, "axes whose values stay distinct after rounding to the "
-                "parameter's resolution (whole pages, ms, bytes/s)"
-            ) from None  # fmt: skip
+            raise _repeat_error(plan_, row, offset + int(match.group(3))) from None
+        where = f"grid row {row}: {plan_.describe_row(row)}"
         raise ParameterError(error.key, error.value, error.allowed, where=where) from None
 
 
+def _blocks(plan_: Plan, rows: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) of runs of whole chunks of about `rows` rows (at least one chunk each):
+    few enough calls for small chunks, one chunk's memory for large ones."""
+    bounds = plan_.bounds
+    first = 0
+    while first < plan_.n_chunks:
+        last = first + 1
+        while last < plan_.n_chunks and bounds[last + 1] - bounds[first] <= rows:
+            last += 1
+        yield int(bounds[first]), int(bounds[last])
+        first = last
+
+
+def _prepared_block(plan_: Plan, start: int, stop: int) -> pd.DataFrame:
+    scenarios = prepare_rows(plan_, plan_.rows(start, stop), offset=start)
+    chunk = np.searchsorted(plan_.bounds, np.arange(start, stop), side="right") - 1
+    scenarios.insert(1, "chunk", chunk.astype(np.int32))
+    return scenarios
+
+
 def build(config: Mapping[str, Any]) -> Grid:
-    """Check a config and build its whole grid; every bad value fails here, before any job."""
+    """Check a config and its whole grid; every bad value fails here, before any job.
+
+    Every row is normalised (a block at a time) and a row that repeats an earlier one after
+    rounding is refused, naming both rows' axis values."""
     layout = plan(config)
-    scenarios = prepare_rows(layout, layout.rows())
-    chunk = np.repeat(
-        np.arange(layout.n_chunks, dtype=np.int32), np.diff(layout.bounds).astype(np.int64)
-    )
-    scenarios.insert(1, "chunk", chunk)
-    return Grid(layout, scenarios)
+    ids = np.empty(layout.size, dtype=np.int64)
+    for start, stop in _blocks(layout, BLOCK_ROWS):
+        ids[start:stop] = prepare_rows(layout, layout.rows(start, stop), start)["scenario_id"]
+    order = np.argsort(ids, kind="stable")  # equal ids stay in grid order
+    repeated = ids[order[1:]] == ids[order[:-1]]
+    if repeated.any():
+        row = int(order[1:][repeated].min())
+        raise _repeat_error(layout, row, int(np.flatnonzero(ids == ids[row])[0]))
+    bounds = layout.bounds
+    digests = tuple(digest(ids[a:b]) for a, b in itertools.pairwise(bounds))
+    return Grid(layout, digests, grid_digest([ids], bounds))
 
 
 def chunk_scenarios(config: Mapping[str, Any], chunk: int) -> pd.DataFrame:

@@ -14,11 +14,12 @@ directory and are renamed into place, so a crash never leaves a half-written fil
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "read_metadata",
     "summary_schema",
     "table_from_frame",
+    "table_writer",
     "unit_of",
     "with_metadata",
     "write_metadata_file",
@@ -183,6 +185,30 @@ def _atomic(path: Path) -> tuple[Path, Path]:
     return path, Path(tmp)
 
 
+@contextlib.contextmanager
+def table_writer(
+    path: str | os.PathLike[str],
+    schema_: pa.Schema,
+    *,
+    dictionary: bool | Sequence[str] = True,
+) -> Iterator[pq.ParquetWriter]:
+    """A zstd Parquet file written piece by piece (``writer.write_table(piece)``; each piece
+    its own row groups) to a temporary file beside `path`, renamed into place only when the
+    block ends without an error: a job holds one piece in memory, never half a file on disk."""
+    target, tmp = _atomic(Path(path))
+    try:
+        with pq.ParquetWriter(
+            tmp,
+            schema_,
+            compression=COMPRESSION,
+            use_dictionary=dictionary if isinstance(dictionary, bool) else list(dictionary),
+        ) as writer:
+            yield writer
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_table(
     table: pa.Table,
     path: str | os.PathLike[str],
@@ -191,19 +217,9 @@ def write_table(
     row_group_size: int | None = None,
 ) -> Path:
     """Write zstd Parquet to a temporary file beside `path`, then rename it into place."""
-    target, tmp = _atomic(Path(path))
-    try:
-        pq.write_table(
-            table,
-            tmp,
-            compression=COMPRESSION,
-            use_dictionary=dictionary if isinstance(dictionary, bool) else list(dictionary),
-            row_group_size=row_group_size,
-        )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    with table_writer(path, table.schema, dictionary=dictionary) as writer:
+        writer.write_table(table, row_group_size=row_group_size)
+    return Path(path)
 
 
 def write_metadata_file(schema_: pa.Schema, path: str | os.PathLike[str]) -> Path:

@@ -71,20 +71,23 @@ def job(
 
 
 def write_grid(config: Mapping[str, Any], path: str | os.PathLike[str]) -> grid.Grid:
-    """Build and check the whole grid, and write it (scenario_id, chunk, parameters)."""
+    """Check the whole grid, then write it (scenario_id, chunk, parameters) a block of chunks
+    at a time: the job's memory does not grow with the grid.  The file's metadata (the grid
+    digest) needs every id, so the rows are normalised twice: once to check, once to write."""
     built = grid.build(config)
     log.info("%s", built.plan.describe())
-    table = io.table_from_frame(built.scenarios, io.grid_schema())
-    table = io.with_metadata(
-        table,
+    target = io.with_metadata(
+        io.grid_schema(),
         "grid",
         config_hash=grid.config_hash(config),
         grid_digest=built.digest,
         code_hash=io.code_hash(),
-        scenarios=len(built.scenarios),
+        scenarios=built.plan.size,
     )
-    io.write_table(table, path)
-    log.info("wrote %s (%d scenarios)", path, table.num_rows)
+    with io.table_writer(path, target) as writer:
+        for block in built.blocks():
+            writer.write_table(io.table_from_frame(block, target))
+    log.info("wrote %s (%d scenarios)", path, built.plan.size)
     return built
 
 
@@ -184,10 +187,10 @@ def collect(
         "config_hash": grid.config_hash(config),
         "code_hash": io.code_hash(),
     }
-    tables, chunk_digests = [], []
+    # Pass 1: every chunk file is the right one (metadata only, and the ids for the digest).
+    chunk_digests, chunk_sizes = [], []
     for chunk, path in enumerate(summary_paths):
-        table = pq.read_table(path)
-        meta = io.read_metadata(table.schema)
+        meta = io.read_metadata(path)
         if meta.get("chunk") != chunk:
             raise ValueError(f"{path}: written for chunk {meta.get('chunk')}, not {chunk}")
         if meta.get("code_hash") != provenance["code_hash"]:
@@ -199,15 +202,23 @@ def collect(
         if digests is not None and meta.get("chunk_digest") != digests[chunk]:
             raise ValueError(f"{path}: holds other scenarios than chunk {chunk} of this grid")
         chunk_digests.append(meta["chunk_digest"])
-        tables.append(_strip(table))
-    summary = pa.concat_tables(tables).unify_dictionaries()
-    provenance["grid_digest"] = grid.grid_digest(summary["scenario_id"].to_numpy(), layout.bounds)
-    target = io.summary_schema()
-    summary = io.with_metadata(
-        summary.cast(target), "summary", scenarios=summary.num_rows, **provenance
+        chunk_sizes.append(pq.ParquetFile(path).metadata.num_rows)
+    ids = (pq.read_table(path, columns=["scenario_id"])["scenario_id"] for path in summary_paths)
+    provenance["grid_digest"] = grid.grid_digest(ids, layout.bounds)
+
+    # Pass 2: the chunks, one at a time, into one table (memory: one chunk).
+    target = io.with_metadata(
+        io.summary_schema(), "summary", scenarios=sum(chunk_sizes), **provenance
     )
-    io.write_table(summary, summary_out)
-    log.info("wrote %s (%d scenarios)", summary_out, summary.num_rows)
+    status: dict[str, int] = {}
+    with io.table_writer(summary_out, target) as writer:
+        for path in summary_paths:
+            table = _strip(pq.read_table(path)).cast(target)
+            writer.write_table(table)
+            counts = pc.value_counts(table["status"].combine_chunks().dictionary_decode())
+            for entry in counts.to_pylist():
+                status[entry["values"]] = status.get(entry["values"], 0) + entry["counts"]
+    log.info("wrote %s (%d scenarios)", summary_out, sum(chunk_sizes))
 
     iterations_out = Path(iterations_out)
     chunks = []
@@ -220,7 +231,7 @@ def collect(
                 {
                     "chunk": chunk,
                     "digest": chunk_digests[chunk],
-                    "scenarios": len(tables[chunk]),
+                    "scenarios": chunk_sizes[chunk],
                     "iteration_rows": rows,
                     "iterations": (Path(iterations_out.name) / relative).as_posix(),
                 }
@@ -231,16 +242,15 @@ def collect(
         io.write_metadata_file(common, building / "_common_metadata")
     log.info("linked %d chunk files into %s", len(chunks), iterations_out)
 
-    status = pc.value_counts(summary["status"].combine_chunks().dictionary_decode())
     manifest = {
         "table": "manifest",
         "version": __version__,
         **provenance,
         "grid": layout.describe(),
         "aligned_factors": list(layout.aligned_factors),
-        "scenarios": summary.num_rows,
+        "scenarios": sum(chunk_sizes),
         "iteration_rows": sum(c["iteration_rows"] for c in chunks),
-        "status": {s["values"]: s["counts"] for s in status.to_pylist()},
+        "status": status,
         "summary": Path(summary_out).name,
         "iterations": iterations_out.name,
         "chunks": chunks,
