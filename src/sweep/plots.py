@@ -231,7 +231,8 @@ def derive(summary: pd.DataFrame) -> pd.DataFrame:
     """
     if BW in summary.columns and RATIO in summary.columns:
         return summary
-    df = summary.loc[:, ~summary.columns.duplicated(keep="last")].copy()
+    # no .copy(): pandas' copy-on-write keeps the caller's frame as it was
+    df = summary.loc[:, ~summary.columns.duplicated(keep="last")]
     link = df["link_bandwidth_bytes_per_s"].to_numpy(dtype=float)
     if "max_bandwidth_bytes_per_s" in df:
         cap = df["max_bandwidth_bytes_per_s"].to_numpy(dtype=float)
@@ -1022,9 +1023,10 @@ def downtime_vs_limit(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Fi
     ax.grid(True, axis="y")
 
     ax = axes[1]
-    sub = df[df[RATIO] > 0]
     shown = _pick_levels(limits, 4)  # more lines than that are unreadable
-    lines = _quantile_lines(sub[sub[DL].isin(shown)], RATIO, "_over", DL)
+    lines = _quantile_lines(
+        df.loc[(df[RATIO] > 0) & df[DL].isin(shown), [RATIO, "_over", DL]], RATIO, "_over", DL
+    )
     pal = sns.color_palette(SEQUENTIAL, len(shown))
     for color, lim in zip(pal, shown, strict=True):
         part = lines[lines[DL] == lim]

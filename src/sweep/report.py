@@ -96,8 +96,15 @@ def constant_columns(path: str | Path, names: Sequence[str]) -> list[str]:
     return out
 
 
-def read_summary(path: str | Path) -> pd.DataFrame:
-    """The summary's swept parameter columns, the ones the figures use, and their outcomes.
+#: The outcome columns each report reads (memory grows with the columns read).
+CONVERGENCE_OUTCOMES = ("scenario_id", "status", "converged", "total_time_ms",
+                        "dirty_sync_count", "transferred_bytes", "threshold_bytes")  # fmt: skip
+DOWNTIME_OUTCOMES = ("converged", "downtime_ms", "downtime_exceeded", "expected_downtime_ms")
+PLANNER_OUTCOMES = ("converged", *plan.AT_MIN)
+
+
+def read_summary(path: str | Path, outcomes: Sequence[str] = OUTCOME_COLUMNS) -> pd.DataFrame:
+    """The summary's swept parameter columns, the ones the figures use, and `outcomes`.
 
     Parameters that are constant over the whole sweep (by the Parquet statistics) are not
     read, except :data:`USED_PARAMETERS`: a million-scenario summary loads in well under a
@@ -106,9 +113,13 @@ def read_summary(path: str | Path) -> pd.DataFrame:
     names = pq.read_schema(path).names
     params = [c for c in plots.PARAM_COLUMNS if c in names]
     skip = set(constant_columns(path, params)) - set(USED_PARAMETERS)
-    wanted = [c for c in (*params, *OUTCOME_COLUMNS) if c in names and c not in skip]
+    wanted = [c for c in (*params, *outcomes) if c in names and c not in skip]
     table = pq.read_table(path, columns=list(dict.fromkeys(wanted)))
-    df = table.to_pandas()
+    # Column by column, each Arrow buffer freed once converted: memory holds the frame and
+    # one column, not the table and the frame.
+    df = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
+    pa.default_memory_pool().release_unused()
     return df.loc[:, ~df.columns.duplicated(keep="last")]
 
 
@@ -146,7 +157,7 @@ def convergence(
     style: FigStyle = FIG_REPORT,
 ) -> None:
     """Phase map, syncs/bytes vs dirty ratio, remaining-bytes curves."""
-    df = plots.derive(read_summary(summary))
+    df = plots.derive(read_summary(summary, CONVERGENCE_OUTCOMES))
     with plots.styled(style):
         _timed("phase map", lambda: plots.phase_map(df, style), phase_map)
         _timed("syncs vs ratio", lambda: plots.syncs_vs_ratio(df, style), syncs)
@@ -164,7 +175,7 @@ def downtime(
     style: FigStyle = FIG_REPORT,
 ) -> None:
     """Downtime vs limit, expected vs actual downtime, share violating the limit."""
-    df = plots.derive(read_summary(summary))
+    df = plots.derive(read_summary(summary, DOWNTIME_OUTCOMES))
     with plots.styled(style):
         _timed("downtime vs limit", lambda: plots.downtime_vs_limit(df, style), vs_limit)
         _timed("expected vs actual", lambda: plots.expected_vs_actual(df, style), expected)
@@ -182,7 +193,7 @@ def planner(
     style: FigStyle = FIG_REPORT,
 ) -> None:
     """The two planner tables (each as (Parquet, CSV, HTML)) and their heatmaps."""
-    df = plots.derive(read_summary(summary))
+    df = plots.derive(read_summary(summary, PLANNER_OUTCOMES))
     levels = plan.swept_levels(df)
     dl = plan.downtime_plan(df, time_cap_s)
     bw = plan.bandwidth_plan(df, time_cap_s)
