@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -186,6 +187,9 @@ def test_collect_writes_summary_dataset_and_manifest(collected):
     assert meta["units"]["downtime_ms"] == "ms"
     assert json.loads((out / "manifest.json").read_text()) == manifest
     assert manifest["scenarios"] == 4 and len(manifest["chunks"]) == built.plan.n_chunks == 2
+    # written a chunk at a time (the job holds one chunk, whatever the grid size)
+    assert pq.ParquetFile(out / "summary.parquet").metadata.num_row_groups == 2
+    assert manifest["status"] == dict(Counter(summary["status"].to_pylist()))
 
     dataset = pads.dataset(out / "iterations", format="parquet", partitioning="hive")
     table = dataset.to_table()

@@ -18,7 +18,7 @@ rule collect:
         "../envs/sweep.yaml"
     threads: 2
     resources:
-        mem_mb=whole_grid_mem_mb,
+        mem_mb=collect_mem_mb,
         runtime=whole_grid_runtime,
     params:
         digests=list(GRID.digests),

@@ -11,7 +11,7 @@ rule grid:
         "../envs/sweep.yaml"
     threads: 1
     resources:
-        mem_mb=whole_grid_mem_mb,
+        mem_mb=grid_mem_mb,
         runtime=whole_grid_runtime,
     params:
         grid=GRID.digest,

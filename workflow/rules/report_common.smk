@@ -50,8 +50,9 @@ def paper_targets():
 
 
 def report_mem_mb(wildcards):
-    """The summary in memory a few times over: about 2.5 kB per scenario, plus matplotlib."""
-    return 800 + GRID.plan.size // 400
+    """The report steps hold the summary's columns they draw: 470-585 MB at 1,000,000
+    scenarios, 746-927 MB at 2,000,000 (docs/performance.md); ask for 0.5 kB a scenario."""
+    return 400 + GRID.plan.size // 2_000
 
 
 def report_runtime(wildcards):
