@@ -14,7 +14,7 @@ if not workflow.overwrite_configfiles:
 
 
 # Shape and types first (unknown keys, ranges written wrongly), then every value with its
-# unit, ranges and relations: load_grid builds the whole grid before any job runs.
+# unit, ranges and relations: load_grid checks every grid row before any job runs.
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 

@@ -21,7 +21,7 @@ EXTRA_TARGETS = []
 
 
 def load_grid(config):
-    """Build and check the whole grid now, so a bad value fails before any job runs."""
+    """Check every row of the grid now, so a bad value fails before any job runs."""
     try:
         return sweep_grid.build(config)
     except ParameterError as error:
