@@ -5,9 +5,9 @@
   rebuilt from the config alone (:meth:`sweep.grid.Plan.chunk_rows`), so a chunk job depends
   on exactly its own scenarios;
 * :func:`collect`: chunk files -> ``results/summary.parquet`` (one table, copied a chunk at a
-  time: it is small), ``results/iterations/`` (a hive-partitioned dataset, ``chunk=N/part-0.parquet``,
-  whose files are hard links to the chunk files: the big table is never rewritten), and
-  ``results/manifest.json``.
+  time: it is small), ``results/iterations/`` (a hive-partitioned dataset,
+  ``chunk=N/part-0.parquet``, whose files are hard links to the chunk files: the big table is
+  never rewritten), and ``results/manifest.json``.
 """
 
 from __future__ import annotations
