@@ -51,7 +51,7 @@ def paper_targets():
 
 def report_mem_mb(wildcards):
     """The report steps hold the summary's columns they draw: 470-585 MB at 1,000,000
-    scenarios, 746-927 MB at 2,000,000 (docs/performance.md); ask for 0.5 kB a scenario."""
+    scenarios, 746-927 MB at 2,000,000 (docs/performance.md): 0.5 kB a scenario."""
     return 400 + GRID.plan.size // 2_000
 
 
