@@ -137,8 +137,10 @@ def _init(frame: pd.DataFrame) -> State:
     col = {c: frame[c].to_numpy() for c in frame.columns}
     f8 = lambda name: col[name].astype(np.float64)  # noqa: E731
     i8 = lambda name: col[name].astype(np.int64)  # noqa: E731
-    version_of, labels = pd.factorize(frame["qemu_version"].astype(str))
-    versions = [parse_version(v) for v in labels]
+    # factorize the labels as they are (categoricals, in a canonical frame): astype(str) first
+    # builds a string per row, a fixed cost that a 10,000-scenario chunk feels
+    version_of, labels = pd.factorize(frame["qemu_version"])
+    versions = [parse_version(str(v)) for v in labels]
     flag = lambda attr: np.array([getattr(v, attr) for v in versions], dtype=bool)[version_of]  # noqa: E731
 
     st.idx = np.arange(n)
@@ -147,8 +149,8 @@ def _init(frame: pd.DataFrame) -> State:
     N = f8("ram_size_bytes") / st.P
     st.W = f8("working_set_size_bytes") / st.P
     zero = N - f8("nonzero_size_bytes") / st.P
-    pattern_of, patterns = pd.factorize(frame["write_pattern"].astype(str))
-    st.pattern = pattern_code(list(patterns))[pattern_of]
+    pattern_of, patterns = pd.factorize(frame["write_pattern"])
+    st.pattern = pattern_code([str(p) for p in patterns])[pattern_of]
     st.w = f8("dirty_rate_pages_per_s")
     st.L = f8("link_bandwidth_bytes_per_s") / 1e6
     first = f8("first_copy_bandwidth_bytes_per_s") / 1e6
@@ -182,7 +184,7 @@ def _init(frame: pd.DataFrame) -> State:
     zeros = lambda: np.zeros(n)  # noqa: E731
     st.R_z, st.R_c, st.R_h = zero, N - zero - st.W, st.W.copy()
     st.R_n = zeros()  # added by the last sync: behind the scan cursor
-    st.zero_last = (frame["zero_page_layout"].astype(str) == "end").to_numpy()
+    st.zero_last = (frame["zero_page_layout"] == "end").to_numpy()
     st.X, st.precopy_bytes, st.normal_pages, st.zero_pages = zeros(), zeros(), zeros(), zeros()
     st.sync_count = np.zeros(n, dtype=np.int64)
     st.win_start = np.zeros(n, dtype=np.int64)
@@ -256,8 +258,8 @@ class Scan:
         self.wire, self.pages = wire, pages
         if start is None:
             start, before = np.zeros_like(wire), np.zeros_like(pages)  # before each segment
-            start[1], before[1] = wire[0], pages[0]
-            start[2], before[2] = wire[0] + wire[1], pages[0] + pages[1]
+            np.cumsum(wire[:2], axis=0, out=start[1:])
+            np.cumsum(pages[:2], axis=0, out=before[1:])
             live = wire > 0
             per_byte = np.where(live, pages / np.where(live, wire, 1.0), 0.0)
         self.start, self.before, self.per_byte = start, before, per_byte
@@ -338,29 +340,29 @@ class Engine:
         if i.size == 0:
             return
         st = self.st
-        st.sync_count[i] += 1
+        sync_count = st.sync_count[i] + 1
+        st.sync_count[i] = sync_count
         t = st.t[i]
         interval_s = (t - st.time_last_bitmap_sync[i]) / 1e6
         rate = self.effective_rate(i)
-        logged = distinct_pages(st.pattern[i], interval_s, rate, st.W[i])
-        W = st.W[i]
-        R_h, R_n = st.R_h[i], st.R_n[i]
+        pattern, W = st.pattern[i], st.W[i]
+        logged = distinct_pages(pattern, interval_s, rate, W)
+        R_z, R_c, R_h, R_n = st.R_z[i], st.R_c[i], st.R_h[i], st.R_n[i]
         send_rate = st.bandwidth[i] * 1000.0 / st.wire_normal[i]  # pages/s, the last window
         lapped = st.ring_lapped[i] | ~num.below(rate, send_rate)
-        new = newly_dirty(st.pattern[i], logged, R_h + R_n, W, lapped)
+        new = newly_dirty(pattern, logged, R_h + R_n, W, lapped)
         st.ring_lapped[i] = num.at_most(W, logged)
         # the cursor has wrapped into the last sync's pages: they are ahead of it now
-        wrapped = st.R_z[i] + st.R_c[i] + R_h == 0.0
+        wrapped = R_z + R_c + R_h == 0.0
         st.first_pass[i] &= ~wrapped
-        st.R_h[i] = np.where(wrapped, R_n, R_h)
-        st.R_n[i] = np.where(wrapped, new, R_n + new)
+        R_h, R_n = np.where(wrapped, R_n, R_h), np.where(wrapped, new, R_n + new)
+        st.R_h[i], st.R_n[i] = R_h, R_n
         st.num_dirty_pages_period[i] += new
         st.time_last_bitmap_sync[i] = t
-        queued_bytes = self.remaining(i) * st.P[i]
+        queued_bytes = (R_z + R_c + R_h + R_n) * st.P[i]  # remaining(i), from the gathered queues
         st.dirty_bytes_last_sync[i] = queued_bytes
-        closes = t > st.period_start[i] + C.RATE_PERIOD_US
-        if closes.any():
-            j = i[flat(closes)]
+        j = i[flat(t > st.period_start[i] + C.RATE_PERIOD_US)]  # rate periods that close
+        if j.size:
             self.trigger_throttle(j)
             tj = st.t[j]
             st.dirty_pages_rate[j] = num.floor(
@@ -371,7 +373,7 @@ class Engine:
             st.bytes_xfer_prev[j] = st.X[j]
         self.syncs.add(
             row=st.idx[i],
-            dirty_sync_count=st.sync_count[i],
+            dirty_sync_count=sync_count,
             sync_reason=np.full(i.size, reason, dtype=np.int8),
             time_us=t,
             transferred_bytes=st.X[i],
@@ -510,8 +512,9 @@ class Engine:
             whole = num.at_most(wire, left)
             shares.append(np.where(whole, 1.0, left / np.where(wire > 0, wire, 1.0)))
             left = np.where(whole, left - wire, 0.0)
+        partial, whole_or_none = go & ~empties, np.where(go, 1.0, 0.0)
         data_share, zero_share, new_share = (
-            np.where(go & ~empties, share, np.where(go, 1.0, 0.0)) for share in shares
+            np.where(partial, share, whole_or_none) for share in shares
         )
         zero_share = np.where(st.zero_last, zero_share, data_share)
         duration = np.where(
@@ -561,14 +564,13 @@ class Engine:
     def timer_tick(self) -> None:
         """cpu_throttle_dirty_sync_timer_tick for scenarios whose 5 s tick is due."""
         st = self.st
-        due = st.live & (st.t >= st.next_tick)
-        while due.any():
-            i = flat(due)
+        i = flat(st.live & (st.t >= st.next_tick))
+        while i.size:
             stale = (st.sync_count[i] > 1) & (st.sync_count[i] == st.prev_sync_cnt[i])
             self.bitmap_sync(i[stale], SYNC_TIMER)  # charged like the reference's
             st.prev_sync_cnt[i] = st.sync_count[i]
             st.next_tick[i] += C.PERIODIC_SYNC_US
-            due = st.live & (st.t >= st.next_tick)
+            i = flat(st.live & (st.t >= st.next_tick))
 
     def manager_cancels(self) -> None:
         """guestperf's policy: cancel after max_time or more than max_iterations syncs."""
@@ -576,8 +578,8 @@ class Engine:
         late = st.live & (st.t >= st.max_time_us)
         many = st.live & ~late & self.capped()
         for mask, status in ((late, CANCELLED_TIME), (many, CANCELLED_ITERATIONS)):
-            if mask.any():
-                i = flat(mask)
+            i = flat(mask)
+            if i.size:
                 self.total_time_ms[st.idx[i]] = st.t[i] / 1000.0
                 self.finish(i, status)
 
@@ -645,12 +647,11 @@ class Engine:
 
         # The queue as the scan meets it: up to three segments of different wire cost per
         # page, so pages sent are a piecewise-linear function of bytes sent (`Scan`).
-        scan = self.scan(i)
-        pages = self.remaining(i)
-        t = st.t[i]
+        scan, pages = self.scan(i)
+        t, slice_bytes, sync_count = st.t[i], st.slice_bytes[i], st.sync_count[i]
         elapsed = t - st.win_start[i]
         m = np.where(fresh, 0, -((elapsed - C.BUFFER_DELAY_US) // C.MAX_WAIT_US))
-        base = m * st.slice_bytes[i]
+        base = m * slice_bytes
         # A decision point after b bytes is quiet while the queue then stays above the guard
         # (threshold / P + 1 pages), i.e. b < limit.  Each window's points are judged against
         # the threshold of the window before it: until the current window closes (after
@@ -678,7 +679,7 @@ class Engine:
         # second slice.  The first point at or past the limit of the first zone that is not
         # quiet ends the jump.
         second_point = np.where(one_slice, 0.0, cap1)
-        last_now = np.where(fresh, second_point, -st.slice_bytes[i])
+        last_now = np.where(fresh, second_point, -slice_bytes)
         last_after = closes + second_point
         limit = np.where(
             now <= last_now,
@@ -700,9 +701,10 @@ class Engine:
         # min(max_time, that tick): the landing may be one slice (one window, for one-slice
         # windows) after it.
         next_tick = st.next_tick[i]
-        stale = (st.sync_count[i] > 1) & (st.sync_count[i] == st.prev_sync_cnt[i])
+        synced = sync_count > 1  # not in the first pass
+        stale = synced & (sync_count == st.prev_sync_cnt[i])
         syncing_tick = np.where(
-            st.periodic[i] & (st.sync_count[i] > 1),
+            st.periodic[i] & synced,
             np.where(stale, next_tick, next_tick + C.PERIODIC_SYNC_US),
             NEVER,
         )
@@ -727,18 +729,19 @@ class Engine:
         empties = (
             (st.budget[i] == 0)
             & (lands < limit)
-            & (need + st.wire_normal[i] <= st.slice_bytes[i])
+            & (need + st.wire_normal[i] <= slice_bytes)
             & ((m + extra) * C.MAX_WAIT_US + k * C.BUFFER_DELAY_US < horizon)
         )
         # A started window is taken whole or not at all: its slices' decision points (the
         # last at base - slice_bytes) must be quiet, its bytes leave a page, it ends in time.
-        finishes = (m > 0) & (-st.slice_bytes[i] < limit) & (base <= room) & (span >= 0)
+        finishes = (m > 0) & (-slice_bytes < limit) & (base <= room) & (span >= 0)
         take = flat(np.where(fresh, (k >= 1) | (extra == 1) | empties, finishes))
         if take.size == 0:
             return
         i, k, extra, m, base, t = i[take], k[take], extra[take], m[take], base[take], t[take]
         window_bytes, cap1, pages, whole = window_bytes[take], cap1[take], pages[take], whole[take]
         close_ms, next_tick, syncing_tick = close_ms[take], next_tick[take], syncing_tick[take]
+        sync_count = sync_count[take]
         empties, need = empties[take], need[take]
         scan = scan.take(take)
 
@@ -769,7 +772,7 @@ class Engine:
         crossed = next_tick <= landed
         after = next_tick + ((landed - next_tick) // C.PERIODIC_SYNC_US + 1) * C.PERIODIC_SYNC_US
         st.next_tick[i] = np.where(crossed, np.minimum(after, syncing_tick), next_tick)
-        st.prev_sync_cnt[i] = np.where(crossed, st.sync_count[i], st.prev_sync_cnt[i])
+        st.prev_sync_cnt[i] = np.where(crossed, sync_count, st.prev_sync_cnt[i])
         # Counters of the last whole regular window, for those that crossed one.
         w = flat(k >= 1)
         j = i[w]
@@ -793,16 +796,18 @@ class Engine:
         st.X[i] += sent
         st.precopy_bytes[i] += sent
 
-    def scan(self, i: np.ndarray) -> Scan:
-        """The queues of scenarios `i` in scan order, in wire bytes and pages."""
+    def scan(self, i: np.ndarray) -> tuple[Scan, np.ndarray]:
+        """The queues of scenarios `i` in scan order, in wire bytes and pages, and the pages
+        queued (remaining(i), from the same gathers)."""
         st = self.st
-        zero, data, new = st.R_z[i], st.R_c[i] + st.R_h[i], st.R_n[i]
+        zero, cold, hot, new = st.R_z[i], st.R_c[i], st.R_h[i], st.R_n[i]
+        data = cold + hot
         last, wire_normal = st.zero_last[i], st.wire_normal[i]
         pages = np.array(scan_order(zero, data, new, last))
         wire = np.array(
             scan_order(zero * C.ZERO_PAGE_BYTES, data * wire_normal, new * wire_normal, last)
         )
-        return Scan(wire, pages)
+        return Scan(wire, pages), zero + cold + hot + new
 
     def record_jump_samples(self, i, k, t0, x0, base, window_bytes, pages, scan) -> None:  # noqa: ANN001
         """One sample per jumped regular window, as the reference would have polled them."""
@@ -829,7 +834,7 @@ class Engine:
                 self.iteration_run(st.live.copy())
                 self.update_counters(st.live & (st.t - st.win_start >= C.BUFFER_DELAY_US))
                 sleepy = st.live & st.budget_spent
-                if sleepy.any():
+                if np.count_nonzero(sleepy):  # .any() costs several times more per call
                     st.t = np.where(
                         sleepy, np.maximum(st.t, st.win_start + C.BUFFER_DELAY_US), st.t
                     )
