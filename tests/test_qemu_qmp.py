@@ -319,3 +319,36 @@ def test_comparison_flags_disturbed_runs():
     assert list(cmp["disturbed"]) == [True, False]
     table = fidelity_table(cmp).set_index("metric")
     assert table.loc["disturbed", "max_abs_error"] == 1
+
+
+def test_a_run_whose_guest_missed_its_rate_runs_again(tmp_path, monkeypatch):
+    """A guest the host starved before migrate did not write the requested input: the run is
+    repeated (at most validation.ATTEMPTS times) and the kept run says how many it took."""
+    import sweep.qemu
+    from sweep import validation
+
+    achieved = iter([9_000.0, 10_010.0, 5_000.0, 5_000.0])  # run a: 2 tries; run b: 2, missed
+
+    class FakeResult:
+        def __init__(self, spec):
+            self.spec, self.info, self.final = spec, {"final_status": "completed"}, {}
+            self.info["rate_before_migrate"] = next(achieved)
+
+        def write(self, directory):
+            self.written = directory
+
+        def run_row(self):
+            return pd.DataFrame([{**self.info, "spec_rate": self.spec.rate}])
+
+    monkeypatch.setattr(sweep.qemu, "find_qemu", lambda: "qemu")
+    monkeypatch.setattr(sweep.qemu, "run_migration", lambda spec, cache_dir=None: FakeResult(spec))
+    monkeypatch.setattr(validation, "wait_for_quiet_host", lambda busy, wait: 0.0)
+    config = {"defaults": {}, "runs": [{"name": "a", "rate": 10_000}, {"name": "b", "rate": 9_000}]}
+    lines = []
+    runs = validation.run_grid(config, tmp_path, log=lines.append).set_index("run")
+    assert runs.loc["a", "attempts"] == 2 and runs.loc["a", "rate_before_migrate"] == 10_010
+    assert runs.loc["b", "attempts"] == validation.ATTEMPTS == 2  # kept, and the test flags it
+    assert sum("not 10000 (attempt 1 of 2)" in line for line in lines) == 1
+    assert validation.rate_kept("max", None) and validation.rate_kept(0, 0.5)
+    assert not validation.rate_kept(1000, 994.0) and validation.rate_kept(1000, 995.0)
+    assert not validation.rate_kept(1000, None) and not validation.rate_kept(1000, float("nan"))

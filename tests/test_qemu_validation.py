@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep.validation import compare_directory, load_config, run_grid
+from sweep.validation import RATE_TOLERANCE, compare_directory, load_config, run_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = load_config(ROOT / "config" / "validation.yaml")
@@ -143,4 +143,6 @@ def test_guest_wrote_at_the_requested_rate(comparison, run):
     """The harness itself: the guest's achieved rate before migrate matches its command line."""
     spec = next(r for r in CONFIG["runs"] if r["name"] == run)
     rate = float(spec.get("rate", CONFIG["defaults"]["rate"]))
-    assert comparison.loc[run, "rate_before_migrate"] == pytest.approx(rate, rel=0.005, abs=1)
+    assert comparison.loc[run, "rate_before_migrate"] == pytest.approx(
+        rate, rel=RATE_TOLERANCE, abs=1
+    )
