@@ -76,6 +76,9 @@ def test_bench_prints_and_records_its_figures(tmp_path) -> None:
     ratios = figures["cost_vs_largest"]
     assert ratios["600"] == 1.0 and ratios["300"] > 0
     assert "cost per scenario against the largest size" in done.stdout
+    assert "fixed cost per chunk" in done.stdout
+    assert figures["fixed_part"]["scenarios"] == 300
+    assert set(figures["fixed_part"]) == {"scenarios", "fixed_ms", "per_scenario_us"}
 
 
 def test_bench_repeats_small_sizes_and_reports_the_median() -> None:

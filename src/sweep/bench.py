@@ -11,7 +11,8 @@ it reports
   (fastest - slowest, as a share of the median), and each size's cost per scenario against
   the largest size's;
 * the most passes of the engine's loop a chunk needed: a chunk costs about that many times a
-  fixed cost per pass, plus a cost per scenario (docs/performance.md);
+  fixed cost per pass, plus a cost per scenario (docs/performance.md); the two parts apart,
+  from the smallest size run as one chunk and five copies of it as one chunk;
 * the speed-up over the scalar reference on the same 10^4 scenarios (both in this process);
 * peak RSS of one pipeline ``simulate`` job (a subprocess running one chunk of the config) and
   the bytes per scenario of the Parquet files it writes.
@@ -127,6 +128,21 @@ def _engine_rates(
     }
 
 
+def _fixed_part(canonical: pd.DataFrame, rounds: int, min_seconds: float) -> dict[str, float]:
+    """A chunk's fixed cost apart from its cost per scenario.  The scenarios as one chunk and
+    five copies of them as one chunk need the same passes, so t1 = F + c n, t5 = F + 5 c n."""
+    five = pd.concat([canonical] * 5, ignore_index=True)
+    one_runs, five_runs = [], []
+    for _ in range(rounds):
+        one_runs += _runs(canonical, len(canonical), False, min_seconds / rounds / 2)
+        five_runs += _runs(five, len(five), False, min_seconds / rounds / 2)
+    t1 = float(np.median([r["cpu_s"] for r in one_runs]))
+    t5 = float(np.median([r["cpu_s"] for r in five_runs]))
+    n = len(canonical)
+    return {"scenarios": n, "fixed_ms": (5 * t1 - t5) / 4 * 1e3,
+            "per_scenario_us": (t5 - t1) / (4 * n) * 1e6}  # fmt: skip
+
+
 def _engine_at(rev: str) -> Simulate:
     """run_chunk of src/sweep/engine.py as of git revision `rev`, loaded next to today's
     package (its imports resolve against today's sibling modules)."""
@@ -233,6 +249,14 @@ def run(
         print(
             "cost per scenario against the largest size: "
             + ", ".join(f"{n:,} x{r:.2f}" for n, r in ratios.items()),
+            flush=True,
+        )
+        fixed = _fixed_part(canonicals[min(sizes)], rounds, min_seconds)
+        report["fixed_part"] = fixed
+        print(
+            f"fixed cost per chunk {fixed['fixed_ms']:.1f} ms, then "
+            f"{fixed['per_scenario_us']:.2f} us a scenario (the {fixed['scenarios']:,} "
+            "scenarios as one chunk against five copies of them as one chunk)",
             flush=True,
         )
     if reference and sizes:
