@@ -242,6 +242,15 @@ def scan_order(
     return np.where(zero_last, data, zero + data), np.where(zero_last, zero, 0.0), new
 
 
+def wire_order(
+    zero: np.ndarray, data: np.ndarray, new: np.ndarray, wire_normal: np.ndarray,
+    zero_last: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Wire bytes of the queues (in pages) in scan order: a zero page costs ZERO_PAGE_BYTES,
+    any other page and its header wire_normal."""
+    return scan_order(zero * C.ZERO_PAGE_BYTES, data * wire_normal, new * wire_normal, zero_last)
+
+
 class Scan:
     """The queue in scan order: three segments (wire bytes, pages), each of one cost per page.
 
@@ -324,10 +333,9 @@ class Engine:
     def segments(self, i: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Wire bytes of the queues in scan order (reference.segments)."""
         st = self.st
-        return scan_order(
-            st.R_z[i] * C.ZERO_PAGE_BYTES, (st.R_c[i] + st.R_h[i]) * st.wire_normal[i],
-            st.R_n[i] * st.wire_normal[i], st.zero_last[i],
-        )  # fmt: skip
+        return wire_order(
+            st.R_z[i], st.R_c[i] + st.R_h[i], st.R_n[i], st.wire_normal[i], st.zero_last[i]
+        )
 
     def effective_rate(self, i: np.ndarray) -> np.ndarray:
         st = self.st
@@ -804,9 +812,7 @@ class Engine:
         data = cold + hot
         last, wire_normal = st.zero_last[i], st.wire_normal[i]
         pages = np.array(scan_order(zero, data, new, last))
-        wire = np.array(
-            scan_order(zero * C.ZERO_PAGE_BYTES, data * wire_normal, new * wire_normal, last)
-        )
+        wire = np.array(wire_order(zero, data, new, wire_normal, last))
         return Scan(wire, pages), zero + cold + hot + new
 
     def record_jump_samples(self, i, k, t0, x0, base, window_bytes, pages, scan) -> None:  # noqa: ANN001
