@@ -190,7 +190,8 @@ def collect(
     # Pass 1: every chunk file is the right one (metadata only, and the ids for the digest).
     chunk_digests, chunk_sizes = [], []
     for chunk, path in enumerate(summary_paths):
-        meta = io.read_metadata(path)
+        file = pq.ParquetFile(path)
+        meta = io.read_metadata(file.schema_arrow)
         if meta.get("chunk") != chunk:
             raise ValueError(f"{path}: written for chunk {meta.get('chunk')}, not {chunk}")
         if meta.get("code_hash") != provenance["code_hash"]:
@@ -202,7 +203,7 @@ def collect(
         if digests is not None and meta.get("chunk_digest") != digests[chunk]:
             raise ValueError(f"{path}: holds other scenarios than chunk {chunk} of this grid")
         chunk_digests.append(meta["chunk_digest"])
-        chunk_sizes.append(pq.ParquetFile(path).metadata.num_rows)
+        chunk_sizes.append(file.metadata.num_rows)
     ids = (pq.read_table(path, columns=["scenario_id"])["scenario_id"] for path in summary_paths)
     provenance["grid_digest"] = grid.grid_digest(ids, layout.bounds)
 
