@@ -136,9 +136,8 @@ def _fixed_part(canonical: pd.DataFrame, rounds: int, min_seconds: float) -> dic
     for _ in range(rounds):
         one_runs += _runs(canonical, len(canonical), False, min_seconds / rounds / 2)
         five_runs += _runs(five, len(five), False, min_seconds / rounds / 2)
-    t1 = float(np.median([r["cpu_s"] for r in one_runs]))
-    t5 = float(np.median([r["cpu_s"] for r in five_runs]))
     n = len(canonical)
+    t1, t5 = _rate(n, one_runs)["cpu_s"], _rate(5 * n, five_runs)["cpu_s"]  # median runs
     return {"scenarios": n, "fixed_ms": (5 * t1 - t5) / 4 * 1e3,
             "per_scenario_us": (t5 - t1) / (4 * n) * 1e6}  # fmt: skip
 
