@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import sweep
-from sweep import planner, plots, report
+from sweep import aggregate, planner, plots, report, view
 
 FIGURE_FUNCTIONS = ("phase_map", "syncs_vs_ratio", "downtime_vs_limit", "expected_vs_actual",
                     "violation_share")  # fmt: skip
@@ -152,6 +152,33 @@ def test_degenerate_sweeps_still_draw(sweep_files, case):
     mpl.pyplot.close(plots.remaining_curves(iterations, chosen))
     levels = planner.swept_levels(s)
     mpl.pyplot.close(plots.planner_downtime_heatmap(planner.downtime_plan(s), levels[plots.DL]))
+
+
+@pytest.mark.parametrize("case", ["all", "none_converge", "idle"])
+def test_figures_read_in_pieces_equal_figures_of_the_frame(sweep_files, case, tmp_path,
+                                                           monkeypatch):  # fmt: skip
+    """The report reads the summary a piece at a time with bounded memory: with pieces of 7
+    rows and quantile parts of 5 values (larger groups go to radix selection) every figure
+    has the bytes of the one drawn from the whole frame in memory."""
+    _, summary, _ = sweep_files
+    s = {"all": summary, "none_converge": summary[~summary["converged"]],
+         "idle": summary[summary["dirty_rate_pages_per_s"] == 0]}[case]  # fmt: skip
+    path = tmp_path / "summary.parquet"
+    s.to_parquet(path, index=False)
+    whole = {}
+    for name in FIGURE_FUNCTIONS:
+        whole[name] = plots.save_figure(getattr(plots, name)(s), tmp_path / f"whole_{name}.png")
+    chosen = plots.representative_scenarios(s)
+    monkeypatch.setattr(view, "PIECE_ROWS", 7)
+    monkeypatch.setattr(aggregate, "BUDGET", 5)
+    pieces = report.open_summary(path)
+    assert sum(1 for _ in pieces.pieces()) == -(-len(s) // 7)
+    for name in FIGURE_FUNCTIONS:
+        part = plots.save_figure(getattr(plots, name)(pieces), tmp_path / f"pieces_{name}.png")
+        assert filecmp.cmp(whole[name], part, shallow=False), name
+    streamed = plots.representative_scenarios(pieces)
+    assert streamed["scenario_id"].tolist() == chosen["scenario_id"].tolist()
+    assert streamed["label"].tolist() == chosen["label"].tolist()
 
 
 RENDER = textwrap.dedent(

@@ -1,7 +1,8 @@
 """Figures of a sweep: convergence, downtime and planner views, in one fixed style.
 
-Every figure function takes DataFrames (the collected summary, the per-sync iterations or a
-planner table) and returns a :class:`matplotlib.figure.Figure`; nothing here reads files.
+Every figure function takes the collected summary (a DataFrame, or a
+:class:`sweep.view.Summary` that reads it a piece at a time), the per-sync iterations or a
+planner table, and returns a :class:`matplotlib.figure.Figure`; nothing here opens files.
 :func:`save_figure` writes PNG, SVG or PDF byte-identically from run to run.
 
 Style, fixed module-wide (:class:`FigStyle`): DejaVu Sans (shipped with matplotlib, so the
@@ -12,15 +13,17 @@ log scales where a quantity spans decades, legends outside the data area.
 Grids have many axes.  The heatmaps put the pre-copy bandwidth on y and the dirty rate on x,
 facet by downtime limit (columns) and by at most one more swept axis (rows, see
 :func:`row_axis`); every other swept axis is pooled, and the figure says so in a note line
-(:func:`pooled_note`).  Aggregation is done with pandas group-bys and numpy histograms, never a
-Python loop over scenarios, so a million-scenario summary renders in seconds.
+(:func:`pooled_note`).  Statistics per cell are exact and taken piece by piece
+(:mod:`sweep.aggregate`: counts, sums, quantiles bit-identical to numpy's), never by a Python
+loop over scenarios: a million-scenario summary renders in seconds, and a report's memory
+does not grow with the grid.
 """
 
 from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,7 +42,27 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from .params import PARAMETERS, by_name_or_none
+from . import aggregate
+from .params import by_name_or_none
+from .view import (
+    AID,
+    BW,
+    DL,
+    DR,
+    LINK,
+    MAX_ROW_VALUES,
+    PARAM_COLUMNS,
+    RATIO,
+    ROW_PRIORITY,
+    Axes,
+    Cells,
+    Summary,
+    derive,
+    other_axes,
+    row_axis,
+    varying_axes,
+)
+from .view import levels as _levels
 
 __all__ = [
     "BW",
@@ -201,105 +224,6 @@ def save_figure(fig: Figure, *paths: str | Path, dpi: int | None = None) -> Path
 # ---------------------------------------------------------------------------------------------
 # Columns, derived quantities and axis descriptions
 
-BW = "precopy_bandwidth_bytes_per_s"  # what pre-copy can use: min(link, max_bandwidth)
-DR = "dirty_rate_pages_per_s"
-DL = "downtime_limit_ms"
-RATIO = "dirty_ratio"  # dirty rate x page size / pre-copy bandwidth (lambda of the literature)
-AID = "convergence_aid"  # none | auto-converge | dirty-limit (QEMU refuses both at once)
-AID_COLUMNS = ("auto_converge", "dirty_limit")
-PARAM_COLUMNS = tuple(p.column for p in PARAMETERS)
-#: Row-facet candidates, most telling first (auto-converge changes convergence the most).
-ROW_PRIORITY = (
-    AID,
-    "auto_converge",
-    "dirty_limit",
-    "write_pattern",
-    "qemu_version",
-    "ram_size_bytes",
-    "working_set_size_bytes",
-    "max_time_s",
-    "max_iterations",
-    "link_bandwidth_bytes_per_s",
-)
-MAX_ROW_VALUES = 4
-
-
-def derive(summary: pd.DataFrame) -> pd.DataFrame:
-    """Add the pre-copy bandwidth and the dirty ratio; drop repeated column names.
-
-    A frame that went through derive already is returned as it is (no copy).
-    """
-    if BW in summary.columns and RATIO in summary.columns:
-        return summary
-    # no .copy(): pandas' copy-on-write keeps the caller's frame as it was
-    df = summary.loc[:, ~summary.columns.duplicated(keep="last")]
-    link = df["link_bandwidth_bytes_per_s"].to_numpy(dtype=float)
-    if "max_bandwidth_bytes_per_s" in df:
-        cap = df["max_bandwidth_bytes_per_s"].to_numpy(dtype=float)
-        bw = np.where(cap > 0, np.minimum(link, cap), link)
-    else:
-        bw = link
-    df[BW] = bw
-    page = df["page_size_bytes"].to_numpy(dtype=float) if "page_size_bytes" in df else 4096.0
-    df[RATIO] = df[DR].to_numpy(dtype=float) * page / bw
-    if all(c in df for c in AID_COLUMNS):
-        ac = df["auto_converge"].to_numpy(dtype=bool)
-        dlim = df["dirty_limit"].to_numpy(dtype=bool)
-        codes = np.where(ac, 1, np.where(dlim, 2, 0))
-        df[AID] = pd.Categorical.from_codes(codes, ["none", "auto-converge", "dirty-limit"])
-        df[AID] = df[AID].cat.remove_unused_categories()
-    return df
-
-
-def varying_axes(df: pd.DataFrame) -> list[str]:
-    """Parameter columns that take more than one value, in parameter-table order.
-
-    Sizes given as a share of RAM (nonzero_size, working_set_size: "100%") count only when
-    the share varies, not when they merely follow ram_size.
-    """
-    out = []
-    for c in PARAM_COLUMNS:
-        if c not in df.columns or df[c].nunique(dropna=False) <= 1:
-            continue
-        param = by_name_or_none(c)
-        if param is not None and param.relative_to_ram and "ram_size_bytes" in df.columns:
-            share = df[c].to_numpy(dtype=float) / df["ram_size_bytes"].to_numpy(dtype=float)
-            if np.unique(share).size <= 1:
-                continue
-        out.append(c)
-    return out
-
-
-def other_axes(df: pd.DataFrame) -> list[str]:
-    """Swept axes besides bandwidth, dirty rate and limit (the link counts when capped)."""
-    out = []
-    for c in varying_axes(df):
-        if c in (DR, DL, "max_bandwidth_bytes_per_s", "link_bandwidth_bytes_per_s"):
-            continue
-        if c in AID_COLUMNS and AID in df:
-            if AID not in out:
-                out.append(AID)  # the two capabilities as one axis
-            continue
-        out.append(c)
-    link = "link_bandwidth_bytes_per_s"
-    # with max_bandwidth capping pre-copy the link still sets the final copy's speed
-    if (
-        link in df
-        and df[link].nunique() > 1
-        and not np.allclose(df[BW].to_numpy(), df[link].to_numpy())
-    ):
-        out.append(link)
-    return out
-
-
-def row_axis(df: pd.DataFrame, exclude: Sequence[str] = ()) -> str | None:
-    """The swept axis used for facet rows: the first of ROW_PRIORITY with 2-4 values."""
-    others = set(other_axes(df)) - set(exclude)
-    for c in ROW_PRIORITY:
-        if c in others and df[c].nunique() <= MAX_ROW_VALUES:
-            return c
-    return None
-
 
 def axis_name(column: str) -> str:
     """Short human name of a parameter column ('ram_size_bytes' -> 'ram_size')."""
@@ -357,37 +281,20 @@ def fmt_ms(ms: float) -> str:
     return f"{ms / 1000:.3g} s" if ms >= 1000 else f"{ms:.3g} ms"
 
 
-def pooled_note(df: pd.DataFrame, shown: Sequence[str]) -> str:
+def pooled_note(data: pd.DataFrame | Axes, shown: Sequence[str]) -> str:
     """'Pooled over auto_converge (off, on); ram_size (4 GiB ... 16 GiB, 2 values).'"""
+    axes = Axes.of(data)
     parts = []
-    for c in other_axes(df):
+    for c in other_axes(axes):
         if c in shown:
             continue
-        values = _levels(df[c])
+        values = axes.levels[c]
         if len(values) <= 3:
             text = ", ".join(fmt_value(c, v) for v in values)
         else:
             text = f"{fmt_value(c, values[0])} ... {fmt_value(c, values[-1])}, {len(values)} values"
         parts.append(f"{axis_name(c)} ({text})")
     return "Pooled over " + "; ".join(parts) + "." if parts else ""
-
-
-def _sort_key(v: object) -> tuple:
-    if isinstance(v, str):
-        try:
-            return (0, tuple(int(p) for p in v.split(".")), v)
-        except ValueError:
-            return (1, (), v)
-    return (0, (float(v),), "")
-
-
-def _levels(series: pd.Series) -> list:
-    """Distinct values in reading order: numbers ascending, versions by number, the
-    convergence aid in its category order."""
-    if series.name == AID and isinstance(series.dtype, pd.CategoricalDtype):
-        present = set(series.dropna().unique().tolist())
-        return [c for c in series.cat.categories if c in present]
-    return sorted(series.dropna().unique().tolist(), key=_sort_key)
 
 
 def _thin(n: int, most: int) -> np.ndarray:
@@ -582,11 +489,11 @@ def _heatmap_grid(
     return fig
 
 
-def _facets(df: pd.DataFrame, style: FigStyle) -> tuple[str | None, list, list]:
+def _facets(axes: Axes, style: FigStyle) -> tuple[str | None, list, list]:
     """(row axis, row levels, shown downtime limits) for the faceted heatmaps."""
-    row = row_axis(df)
-    rows = _levels(df[row]) if row else [None]
-    cols = _pick_levels(_levels(df[DL]), style.max_facet_cols)
+    row = row_axis(axes)
+    rows = axes.levels[row] if row else [None]
+    cols = _pick_levels(axes.levels[DL], style.max_facet_cols)
     return row, rows, cols
 
 
@@ -599,41 +506,62 @@ def _row_title(row: str | None) -> callable | None:
     return lambda r: f"{axis_name(row)} {fmt_value(row, r)}"
 
 
-def dirty_axis(df: pd.DataFrame) -> tuple[str, callable]:
+def dirty_axis(data: pd.DataFrame | Axes) -> tuple[str, callable]:
     """(label, tick formatter) for dirty-rate axes: MB/s (decimal, as configs write rates)
     when every scenario has the same page size, else pages/s."""
-    pages = df["page_size_bytes"].unique() if "page_size_bytes" in df else np.array([4096])
+    if isinstance(data, Axes):
+        pages = data.levels.get("page_size_bytes", [4096])
+    else:
+        pages = data["page_size_bytes"].unique() if "page_size_bytes" in data else [4096]
     if len(pages) == 1:
         page = float(pages[0])
         return "guest dirty rate (MB/s)", lambda v: _plain_number(v * page / 1e6)
     return "guest dirty rate (pages/s)", fmt_count
 
 
-def _limits_note(df: pd.DataFrame, cols: list) -> str:
-    n = df[DL].nunique()
+def _limits_note(axes: Axes, cols: list) -> str:
+    n = axes.nunique(DL)
     return f" Showing {len(cols)} of {n} swept downtime limits." if len(cols) < n else ""
 
 
-def phase_map(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figure:
+def _heatmap_cells(src: Summary, style: FigStyle) -> tuple:
+    """Facets of the cell heatmaps, the filter to the shown limits, its axes and cells."""
+    row, rows, cols = _facets(src.axes(), style)
+    keys = ([row] if row else []) + [DL, BW, DR]
+
+    def where(df: pd.DataFrame) -> np.ndarray:
+        return df[DL].isin(cols).to_numpy()
+
+    shown = src.axes(where, key=f"limits {cols}")
+    return row, rows, cols, where, shown, Cells(keys, shown.levels)
+
+
+def phase_map(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REPORT) -> Figure:
     """Converged or not over dirty rate x bandwidth, one panel per downtime limit.
 
     A cell is coloured by the median total migration time of its converged scenarios
     (log scale); hatched grey means no scenario in the cell converged (cancelled at
     max_time or max_iterations); a white dot means only some did (pooled axes differ).
     """
-    df = derive(summary)
-    row, rows, cols = _facets(df, style)
-    keys = ([row] if row else []) + [DL, BW, DR]
-    df = df[df[DL].isin(cols)]
-    t_conv = df["total_time_ms"].where(df["converged"]) / 1000.0
-    agg = (
-        df.assign(_t=t_conv, _c=df["converged"].astype(float))
-        .groupby(keys, observed=True, sort=True)
-        .agg(time_s=("_t", "median"), share=("_c", "mean"))
-        .reset_index()
-    )
-    xlev, ylev = _levels(df[DR]), _levels(df[BW])
-    dirty_label, dirty_fmt = dirty_axis(df)
+    src = Summary.of(summary)
+    row, rows, cols, where, shown, cells = _heatmap_cells(src, style)
+
+    def converged() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for df in src.pieces(where):
+            yield cells.codes(df), df["converged"].to_numpy(dtype=float)
+
+    def times() -> Iterator[tuple[np.ndarray, np.ndarray]]:  # converged scenarios only
+        for df in src.pieces(where):
+            conv = df["converged"].to_numpy(dtype=bool)
+            t = df["total_time_ms"].to_numpy(dtype=float) / 1000.0
+            yield np.where(conv, cells.codes(df), -1), t
+
+    n, n_conv = aggregate.group_sums(converged, cells.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        agg = cells.frame(time_s=aggregate.median(times, cells.size), share=n_conv / n)
+    agg = agg[n > 0].reset_index(drop=True)
+    xlev, ylev = shown.levels[DR], shown.levels[BW]
+    dirty_label, dirty_fmt = dirty_axis(shown)
     panels = {}
     for (r, c), part in _panel_groups(agg, row):
         values, missing = _cell_tables(part, "time_s", BW, DR, ylev, xlev)
@@ -666,7 +594,7 @@ def phase_map(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figure:
         row_title=_row_title(row), cbar_label="total migration time (s), median of converged",
         legend=legend,
     )  # fmt: skip
-    _add_note(fig, style, pooled_note(df, [row] if row else []) + _limits_note(summary, cols))
+    _add_note(fig, style, pooled_note(shown, [row] if row else []) + _limits_note(src.axes(), cols))
     return fig
 
 
@@ -688,21 +616,25 @@ def _panel_groups(agg: pd.DataFrame, row: str | None) -> Iterator[tuple[tuple, p
         yield ((key[0], key[1]) if row else (None, key[0])), part
 
 
-def violation_share(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figure:
+def violation_share(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REPORT) -> Figure:
     """Share of converged scenarios whose downtime exceeded the limit, per grid cell."""
-    df = derive(summary)
-    row, rows, cols = _facets(df, style)
-    keys = ([row] if row else []) + [DL, BW, DR]
-    df = df[df[DL].isin(cols)]
-    exceeded = df["downtime_exceeded"].astype("Float64").astype(float)  # NaN when cancelled
-    agg = (
-        df.assign(_x=exceeded)
-        .groupby(keys, observed=True, sort=True)
-        .agg(share=("_x", "mean"))
-        .reset_index()
-    )
-    xlev, ylev = _levels(df[DR]), _levels(df[BW])
-    dirty_label, dirty_fmt = dirty_axis(df)
+    src = Summary.of(summary)
+    row, rows, cols, where, shown, cells = _heatmap_cells(src, style)
+
+    def rows_of(judged: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for df in src.pieces(where):
+            exceeded = df["downtime_exceeded"].astype("Float64").astype(float)  # NaN: cancelled
+            x = exceeded.to_numpy()
+            codes = cells.codes(df)
+            yield (np.where(np.isnan(x), -1, codes) if judged else codes), np.nan_to_num(x)
+
+    n, _ = aggregate.group_sums(lambda: rows_of(False), cells.size)
+    n_judged, n_over = aggregate.group_sums(lambda: rows_of(True), cells.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        agg = cells.frame(share=np.where(n_judged > 0, n_over / n_judged, np.nan))
+    agg = agg[n > 0].reset_index(drop=True)
+    xlev, ylev = shown.levels[DR], shown.levels[BW]
+    dirty_label, dirty_fmt = dirty_axis(shown)
     panels = {}
     for (r, c), part in _panel_groups(agg, row):
         values, missing = _cell_tables(part, "share", BW, DR, ylev, xlev)
@@ -723,7 +655,7 @@ def violation_share(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figu
         cbar_ticklabels=["0 %", "25 %", "50 %", "75 %", "100 %"],
         legend=legend,
     )  # fmt: skip
-    _add_note(fig, style, pooled_note(df, [row] if row else []) + _limits_note(summary, cols))
+    _add_note(fig, style, pooled_note(shown, [row] if row else []) + _limits_note(src.axes(), cols))
     return fig
 
 
@@ -735,28 +667,49 @@ def _fmt_pct(x: float) -> str:
 # Syncs and bytes against the dirty ratio
 
 
-def _ratio_bins(ratio: np.ndarray, most: int = 40) -> tuple[np.ndarray, np.ndarray]:
-    """(bin index per value, bin centre) on a log scale; exact values when there are few."""
-    distinct = np.unique(ratio)
+def _ratio_bins(
+    distinct: Sequence[float], most: int = 40
+) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]:
+    """(bin index of a ratio, bin centres) on a log scale; the exact values when there are
+    few.  `distinct`: every ratio that will be binned, ascending."""
+    distinct = np.asarray(distinct, dtype=float)
     if distinct.size <= most:
-        return np.searchsorted(distinct, ratio), distinct
+        return lambda ratio: np.searchsorted(distinct, ratio), distinct
     edges = np.logspace(np.log10(distinct[0]), np.log10(distinct[-1]), most + 1)
-    idx = np.clip(np.searchsorted(edges, ratio, side="right") - 1, 0, most - 1)
-    return idx, np.sqrt(edges[:-1] * edges[1:])
+
+    def index(ratio: np.ndarray) -> np.ndarray:
+        return np.clip(np.searchsorted(edges, ratio, side="right") - 1, 0, most - 1)
+
+    return index, np.sqrt(edges[:-1] * edges[1:])
 
 
-def _quantile_lines(
-    df: pd.DataFrame, x: str, y: str, by: str
-) -> pd.DataFrame:  # columns: by, x, q25, q50, q75, n
-    if df.empty:
-        return pd.DataFrame(columns=[by, "_bin", "q25", "q50", "q75", "n", x])
-    idx, centres = _ratio_bins(df[x].to_numpy(dtype=float))
-    g = df.assign(_bin=idx).groupby([by, "_bin"], observed=True, sort=True)[y]
-    out = g.quantile([0.25, 0.5, 0.75]).unstack()
-    out.columns = ["q25", "q50", "q75"]
-    out["n"] = g.size()
-    out = out.reset_index()
-    out[x] = centres[out["_bin"].to_numpy()]
+Keyed = Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]]
+
+
+def _quantile_lines(src: Summary, where: Callable, ratios: list, keyed: Keyed, n_keys: int):
+    """Quartiles of y per (line, ratio bin): columns _key, _bin, q25, q50, q75, n, ratio.
+
+    `keyed(piece)` gives every row's line number (-1: not drawn) and its y value.
+    """
+    columns = ["_key", "_bin", "q25", "q50", "q75", "n", RATIO]
+    if not ratios:
+        return pd.DataFrame(columns=columns)
+    binned, centres = _ratio_bins(ratios)
+    nb = len(centres)
+
+    def pieces() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for df in src.pieces(where):
+            key, y = keyed(df)
+            b = binned(df[RATIO].to_numpy(dtype=float))
+            yield np.where(key >= 0, key * nb + b, -1), y.astype(float)
+
+    groups = n_keys * nb
+    counts = aggregate.group_counts(pieces, groups)
+    q = aggregate.group_quantiles(pieces, groups, [0.25, 0.5, 0.75], counts=counts)
+    g = np.flatnonzero(counts)
+    out = pd.DataFrame({"_key": g // nb, "_bin": g % nb, "q25": q[g, 0], "q50": q[g, 1],
+                        "q75": q[g, 2], "n": counts[g]})  # fmt: skip
+    out[RATIO] = centres[out["_bin"].to_numpy()]
     return out
 
 
@@ -790,18 +743,28 @@ def syncs_vs_ratio(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figur
     Colour: how the migration ended.  Line style: the row axis (auto_converge when swept),
     every other axis pooled.  Scenarios with dirty rate 0 have no ratio and are left out.
     """
-    df = derive(summary)
-    split = row_axis(df)
-    df = df[df[RATIO] > 0]
-    splits = _levels(df[split]) if split else [0]
+    src = Summary.of(summary)
+    split = row_axis(src.axes())
+
+    def where(df: pd.DataFrame) -> np.ndarray:
+        return (df[RATIO] > 0).to_numpy()
+
+    pos = src.axes(where, key="ratio > 0")
+    splits = pos.levels[split] if split else [0]
     statuses = list(STATUS_COLORS)
-    # one small integer per (status, split) line: no per-row strings on a million rows
-    status_code = pd.Index(statuses).get_indexer(df["status"])
-    split_code = pd.Index(splits).get_indexer(df[split]) if split else 0
-    df = df.assign(
-        _data=df["transferred_bytes"].to_numpy(dtype=float) / df["ram_size_bytes"].to_numpy(),
-        _key=status_code * len(splits) + split_code,
-    )
+
+    def line(df: pd.DataFrame) -> np.ndarray:
+        """One small integer per (status, split) line: no per-row strings."""
+        status_code = pd.Index(statuses).get_indexer(df["status"])
+        split_code = pd.Index(splits).get_indexer(df[split]) if split else 0
+        return np.where(status_code >= 0, status_code * len(splits) + split_code, -1)
+
+    values = {
+        "dirty_sync_count": lambda df: df["dirty_sync_count"].to_numpy(dtype=float),
+        "_data": lambda df: (
+            df["transferred_bytes"].to_numpy(dtype=float) / df["ram_size_bytes"].to_numpy()
+        ),
+    }
     wide = style.name != "onecol"
     fig = _fig(style, (1.0, 4.0), 2.4, 3.9)
     axes = fig.subplots(1, 2, sharex=True) if wide else fig.subplots(2, 1, sharex=True)
@@ -817,7 +780,10 @@ def syncs_vs_ratio(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figur
             _short(style, f"data sent ({TIMES} guest RAM)", f"data sent ({TIMES} RAM)"),
         ),
     ):
-        lines = _quantile_lines(df, RATIO, y, "_key")
+        lines = _quantile_lines(
+            src, where, pos.levels.get(RATIO, []), lambda df, y=y: (line(df), values[y](df)),
+            len(statuses) * len(splits),
+        )  # fmt: skip
         for si, status in enumerate(statuses):
             for k in range(len(splits)):
                 part = lines[lines["_key"] == si * len(splits) + k]
@@ -837,7 +803,7 @@ def syncs_vs_ratio(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figur
     _log_axis(axes[0].xaxis, lambda v: f"{v:g}")
     for ax in axes if wide else axes[-1:]:
         ax.set_xlabel(f"dirty rate {TIMES} page size / pre-copy bandwidth")
-    present = {statuses[i] for i in np.unique(status_code) if i >= 0}
+    present = set(pos.levels.get("status", []))
     handles = [Line2D([], [], color=c, marker="o", ms=2.5, label=STATUS_LABELS[s])
                for s, c in STATUS_COLORS.items() if s in present]  # fmt: skip
     handles.append(Line2D([], [], color="#666666", ls="--", lw=0.8, label="dirty rate = bandwidth"))
@@ -847,7 +813,7 @@ def syncs_vs_ratio(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figur
                     for k, v in enumerate(splits)]  # fmt: skip
     fig.legend(handles=handles, loc="outside lower center", ncols=_legend_cols(style, len(handles)))
     _add_note(
-        fig, style, "Lines: median; bands: 25-75 %. " + pooled_note(df, [split] if split else [])
+        fig, style, "Lines: median; bands: 25-75 %. " + pooled_note(pos, [split] if split else [])
     )
     return fig
 
@@ -856,7 +822,7 @@ def syncs_vs_ratio(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figur
 # Remaining bytes per iteration for representative scenarios
 
 
-def representative_scenarios(summary: pd.DataFrame, most: int = 5) -> pd.DataFrame:
+def representative_scenarios(summary: pd.DataFrame | Summary, most: int = 5) -> pd.DataFrame:
     """Pick a few scenarios that show the range of behaviour, by a fixed, documented rule.
 
     1. Anchor every swept axis except the dirty rate at its lower-middle swept value
@@ -867,21 +833,33 @@ def representative_scenarios(summary: pd.DataFrame, most: int = 5) -> pd.DataFra
     If the grid is not a full product and the anchor is empty, axes are released one at a
     time from the end of the parameter table until some scenarios match.
     """
-    df = derive(summary)
-    df = df[df[DR] > 0]
-    if df.empty:
-        return df.assign(label=pd.Series(dtype=str))
-    anchor_axes = [c for c in varying_axes(df) if c != DR]
-    anchors = {c: _levels(df[c])[(df[c].nunique() - 1) // 2] for c in anchor_axes}
-    cand = df
+    src = Summary.of(summary)
+
+    def moving(df: pd.DataFrame) -> np.ndarray:
+        return (df[DR] > 0).to_numpy()
+
+    axes = src.axes(moving, key="dirty rate > 0")
+    if axes.rows == 0:
+        head = next(src.pieces(), None)
+        empty = head.iloc[:0] if head is not None else pd.DataFrame(columns=["scenario_id"])
+        return empty.assign(label=pd.Series(dtype=str))
+    anchor_axes = [c for c in varying_axes(axes) if c != DR]
+    anchors = {c: axes.levels[c][(axes.nunique(c) - 1) // 2] for c in anchor_axes}
+
+    def first_per_rate(df: pd.DataFrame) -> pd.DataFrame:
+        return df.sort_values([DR, "scenario_id"]).drop_duplicates(DR)
+
     for k in range(len(anchor_axes), -1, -1):
-        mask = np.ones(len(df), dtype=bool)
-        for c in anchor_axes[:k]:
-            mask &= (df[c] == anchors[c]).to_numpy()
-        cand = df[mask]
-        if not cand.empty:
+        found = []  # per piece, the first anchored scenario of every dirty rate
+        for df in src.pieces(moving):
+            mask = np.ones(len(df), dtype=bool)
+            for c in anchor_axes[:k]:
+                mask &= (df[c] == anchors[c]).to_numpy()
+            if mask.any():
+                found.append(first_per_rate(df[mask]))
+        if found:
             break
-    cand = cand.sort_values([DR, "scenario_id"]).drop_duplicates(DR)
+    cand = first_per_rate(pd.concat(found))
     conv = cand["converged"].to_numpy()
     n = len(cand)
     picks = [0, (n - 1) // 2]
@@ -961,12 +939,7 @@ def remaining_curves(
 # Downtime
 
 
-def _box_stats(values: np.ndarray) -> dict:
-    q = np.quantile(values, [0.05, 0.25, 0.5, 0.75, 0.95])
-    return {"whislo": q[0], "q1": q[1], "med": q[2], "q3": q[3], "whishi": q[4], "fliers": []}
-
-
-def downtime_vs_limit(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figure:
+def downtime_vs_limit(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REPORT) -> Figure:
     """Actual downtime against the limit: boxes per limit, and downtime/limit vs dirty ratio.
 
     Left: 5/25/50/75/95 % quantiles of downtime / limit for the converged scenarios of each
@@ -975,29 +948,44 @@ def downtime_vs_limit(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Fi
     that.  Right: median downtime / limit (band 25-75 %) against the dirty ratio, one line
     per limit.
     """
-    df = derive(summary)
-    df = df[df["converged"]]
-    capped = df[BW].to_numpy() < df["link_bandwidth_bytes_per_s"].to_numpy() * 0.999
-    over = df["downtime_ms"].to_numpy(dtype=float) / np.maximum(df[DL].to_numpy(dtype=float), 1e-9)
-    df = df.assign(_capped=capped, _over=over)
+    src = Summary.of(summary)
+
+    def converged(df: pd.DataFrame) -> np.ndarray:
+        return df["converged"].to_numpy(dtype=bool)
+
+    def over(df: pd.DataFrame) -> np.ndarray:
+        return df["downtime_ms"].to_numpy(dtype=float) / np.maximum(
+            df[DL].to_numpy(dtype=float), 1e-9
+        )
+
+    seen = src.axes(converged, key="converged")
+    limits = seen.levels.get(DL, [])
+    per_limit = Cells([DL], seen.levels)
+    n_lim = per_limit.size if limits else 0
+
+    def boxes() -> Iterator[tuple[np.ndarray, np.ndarray]]:  # (capped, limit) groups
+        for df in src.pieces(converged):
+            capped = df[BW].to_numpy() < df[LINK].to_numpy() * 0.999
+            yield capped * n_lim + per_limit.codes(df), over(df)
+
+    counts = aggregate.group_counts(boxes, 2 * n_lim)
+    box_q = aggregate.group_quantiles(boxes, 2 * n_lim, [0.05, 0.25, 0.5, 0.75, 0.95],
+                                      counts=counts)  # fmt: skip
+    has = {False: counts[:n_lim].sum() > 0, True: counts[n_lim:].sum() > 0}
     wide = style.name != "onecol"
     fig = _fig(style, (1.0, 4.2), 2.5, 4.4)
     axes = fig.subplots(1, 2, sharey=True) if wide else fig.subplots(2, 1)
     ax = axes[0]
-    limits = _levels(df[DL])
-    groups = [False, True] if capped.any() and (~capped).any() else [bool(capped.any())]
+    groups = [False, True] if has[True] and has[False] else [bool(has[True])]
     width = 0.7 / len(groups)
     colors = {False: OKABE_ITO[0], True: OKABE_ITO[3]}
     names = {False: "pre-copy at link speed", True: "pre-copy capped by max_bandwidth"}
     handles = []
-    codes = pd.Categorical(df[DL], categories=limits).codes
     for gi, g in enumerate(groups):
-        sel = df["_capped"].to_numpy() == g
-        vals, cds = over[sel], codes[sel]
-        order = np.argsort(cds, kind="stable")
-        split = np.split(vals[order], np.searchsorted(cds[order], np.arange(1, len(limits))))
-        stats = [_box_stats(v) for v in split if len(v)]
-        pos = [k + (gi - (len(groups) - 1) / 2) * width for k, v in enumerate(split) if len(v)]
+        shown = [k for k in range(n_lim) if counts[g * n_lim + k]]
+        stats = [dict(zip(("whislo", "q1", "med", "q3", "whishi"), box_q[g * n_lim + k],
+                          strict=True), fliers=[]) for k in shown]  # fmt: skip
+        pos = [k + (gi - (len(groups) - 1) / 2) * width for k in shown]
         if stats:
             ax.bxp(stats, positions=pos, widths=width * 0.85, showfliers=False, patch_artist=True,
                    boxprops={"facecolor": colors[g], "alpha": 0.6, "lw": 0.6},
@@ -1008,8 +996,16 @@ def downtime_vs_limit(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Fi
         a.axhline(1.0, color=OKABE_ITO[1], lw=1.4, zorder=0.5)
     handles.append(Line2D([], [], color=OKABE_ITO[1], lw=1.4, label="downtime = limit"))
     ax.set_yscale("log")
-    share = df.groupby(DL)["downtime_exceeded"].mean().reindex(limits)
-    for k, s in enumerate(share.to_numpy(dtype=float)):
+
+    def exceeded() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for df in src.pieces(converged):
+            x = df["downtime_exceeded"].astype("Float64").astype(float).to_numpy()
+            yield np.where(np.isnan(x), -1, per_limit.codes(df)), np.nan_to_num(x)
+
+    judged, over_limit = aggregate.group_sums(exceeded, n_lim)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(judged > 0, over_limit / judged, np.nan)
+    for k, s in enumerate(share):
         if not np.isnan(s):
             ax.text(k, 1.0, f"{100 * s:.0f} %\nover", transform=ax.get_xaxis_transform(),
                     ha="center", va="bottom", fontsize=style.font_pt * 0.75, color=OKABE_ITO[1],
@@ -1024,12 +1020,18 @@ def downtime_vs_limit(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Fi
 
     ax = axes[1]
     shown = _pick_levels(limits, 4)  # more lines than that are unreadable
+
+    def drawn(df: pd.DataFrame) -> np.ndarray:
+        return converged(df) & (df[RATIO] > 0).to_numpy() & df[DL].isin(shown).to_numpy()
+
+    ratios = src.axes(drawn, key=f"converged, ratio > 0, limits {shown}").levels.get(RATIO, [])
     lines = _quantile_lines(
-        df.loc[(df[RATIO] > 0) & df[DL].isin(shown), [RATIO, "_over", DL]], RATIO, "_over", DL
-    )
+        src, drawn, ratios, lambda df: (pd.Index(shown).get_indexer(df[DL]), over(df)),
+        len(shown),
+    )  # fmt: skip
     pal = sns.color_palette(SEQUENTIAL, len(shown))
-    for color, lim in zip(pal, shown, strict=True):
-        part = lines[lines[DL] == lim]
+    for i, (color, lim) in enumerate(zip(pal, shown, strict=True)):
+        part = lines[lines["_key"] == i]
         if part.empty:
             continue
         ax.fill_between(part[RATIO], part["q25"], part["q75"], color=color, alpha=0.12, lw=0)
@@ -1049,32 +1051,48 @@ def downtime_vs_limit(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Fi
         _log_axis(axes[1].yaxis, lambda v: f"{v:g}{TIMES}")
     _log_axis(axes[1].xaxis, lambda v: f"{v:g}")
     fig.legend(handles=handles, loc="outside lower center", ncols=_legend_cols(style, len(handles)))
-    _add_note(fig, style, pooled_note(df, []))
+    _add_note(fig, style, pooled_note(seen, []))
     return fig
 
 
-def expected_vs_actual(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figure:
+def expected_vs_actual(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REPORT) -> Figure:
     """QEMU's last expected-downtime against the actual downtime (2-D histogram, log-log)."""
-    df = summary.loc[:, ~summary.columns.duplicated(keep="last")]
-    df = df[df["converged"]]
-    x = np.clip(df["expected_downtime_ms"].to_numpy(dtype=float), 0.1, None)
-    y = np.clip(df["downtime_ms"].to_numpy(dtype=float), 0.1, None)
+    src = Summary.of(summary)
+
+    def points() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for df in src.pieces(lambda df: df["converged"].to_numpy(dtype=bool)):
+            x = np.clip(df["expected_downtime_ms"].to_numpy(dtype=float), 0.1, None)
+            y = np.clip(df["downtime_ms"].to_numpy(dtype=float), 0.1, None)
+            yield x, y
+
+    n, least, most = 0, np.inf, -np.inf
+    for x, y in points():
+        if len(x):
+            n += len(x)
+            least = min(least, x.min(), y.min())
+            most = max(most, x.max(), y.max())
     side = style.width_in * (0.62 if style.name == "report" else 1.0)
     fig = plt.figure(figsize=(side, side * 0.88), layout="constrained")
     ax = fig.subplots()
-    if len(x):
-        lo = math.floor(np.log10(min(x.min(), y.min())) * 4) / 4
-        hi = math.ceil(np.log10(max(x.max(), y.max())) * 4) / 4 + 0.01
+    if n:
+        lo = math.floor(np.log10(least) * 4) / 4
+        hi = math.ceil(np.log10(most) * 4) / 4 + 0.01
         edges = np.logspace(lo, hi, int((hi - lo) * 12) + 2)
-        counts, _, _ = np.histogram2d(x, y, bins=[edges, edges])
+        counts = np.zeros((len(edges) - 1, len(edges) - 1))
+        above = 0
+        for x, y in points():
+            counts += np.histogram2d(x, y, bins=[edges, edges])[0]
+            above += np.count_nonzero(y > x)
+        above /= n
+        ratio = aggregate.median(
+            lambda: ((np.zeros(len(x), dtype=np.int64), y / x) for x, y in points()), 1
+        )[0]
         mesh = ax.pcolormesh(edges, edges, np.ma.masked_equal(counts.T, 0), cmap=SEQUENTIAL,
                              norm=mcolors.LogNorm(1, max(counts.max(), 10)),
                              rasterized=True)  # fmt: skip
         cbar = fig.colorbar(mesh, ax=ax, pad=0.01)
         cbar.set_label("converged scenarios per cell (count)")
         ax.plot(edges[[0, -1]], edges[[0, -1]], color=OKABE_ITO[1], lw=1.0, ls="--")
-        ratio = np.median(y / x)
-        above = np.mean(y > x)
         ax.set_title(f"median actual / expected {ratio:.2g}; {100 * above:.0f} % above the line\n"
                      "(above: real downtime longer than QEMU expected)",
                      fontsize=style.font_pt * 0.8, color="#444444")  # fmt: skip

@@ -25,22 +25,26 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from . import planner as plan
 from . import plots
 from .plots import FIG_ONECOL, FIG_REPORT, FIG_TWOCOL, FigStyle
+from .view import Summary
 
 __all__ = [
     "PAPER_FIGURES",
     "convergence",
     "downtime",
+    "open_summary",
     "paper",
     "paper_targets",
     "planner",
     "read_iterations",
     "read_summary",
+    "summary_columns",
 ]
 
 log = logging.getLogger(__name__)
@@ -103,18 +107,29 @@ DOWNTIME_OUTCOMES = ("converged", "downtime_ms", "downtime_exceeded", "expected_
 PLANNER_OUTCOMES = ("converged", *plan.AT_MIN)
 
 
-def read_summary(path: str | Path, outcomes: Sequence[str] = OUTCOME_COLUMNS) -> pd.DataFrame:
+def summary_columns(path: str | Path, outcomes: Sequence[str] = OUTCOME_COLUMNS) -> list[str]:
     """The summary's swept parameter columns, the ones the figures use, and `outcomes`.
 
-    Parameters that are constant over the whole sweep (by the Parquet statistics) are not
-    read, except :data:`USED_PARAMETERS`: a million-scenario summary loads in well under a
-    second.
+    Parameters that are constant over the whole sweep (by the Parquet statistics) are left
+    out, except :data:`USED_PARAMETERS`.
     """
     names = pq.read_schema(path).names
     params = [c for c in plots.PARAM_COLUMNS if c in names]
     skip = set(constant_columns(path, params)) - set(USED_PARAMETERS)
     wanted = [c for c in (*params, *outcomes) if c in names and c not in skip]
-    table = pq.read_table(path, columns=list(dict.fromkeys(wanted)))
+    return list(dict.fromkeys(wanted))
+
+
+def open_summary(path: str | Path, outcomes: Sequence[str] = OUTCOME_COLUMNS) -> Summary:
+    """The summary as the figures read it: :func:`summary_columns`, a piece at a time, so
+    a report's memory does not grow with the grid (:mod:`sweep.view`)."""
+    return Summary.parquet(path, summary_columns(path, outcomes))
+
+
+def read_summary(path: str | Path, outcomes: Sequence[str] = OUTCOME_COLUMNS) -> pd.DataFrame:
+    """:func:`summary_columns` of the whole summary as one DataFrame (for small sweeps and
+    notebooks; the report's figures read it with :func:`open_summary`)."""
+    table = pq.read_table(path, columns=summary_columns(path, outcomes))
     # Column by column, each Arrow buffer freed once converted: memory holds the frame and
     # one column, not the table and the frame.
     df = table.to_pandas(self_destruct=True, split_blocks=True)
@@ -124,18 +139,30 @@ def read_summary(path: str | Path, outcomes: Sequence[str] = OUTCOME_COLUMNS) ->
 
 
 def read_iterations(path: str | Path, scenario_ids: Sequence[int]) -> pd.DataFrame:
-    """The per-sync rows of a few scenarios from the (hive-partitioned) iterations dataset."""
-    ids = [int(i) for i in scenario_ids]
+    """The per-sync rows of a few scenarios from the (hive-partitioned) iterations dataset.
+
+    Every file is read a piece at a time on one thread and only the matching rows are kept:
+    a dataset scan with a filter held several hundred MB on a million-scenario sweep.
+    """
     columns = ["scenario_id", "dirty_sync_count", "time_ms", "remaining_bytes",
                "threshold_bytes"]  # fmt: skip
-    if not ids:
+    ids = [int(i) for i in scenario_ids]
+    found = []
+    if ids:
+        for file in pads.dataset(str(path), format="parquet", partitioning="hive").files:
+            with pq.ParquetFile(file, pre_buffer=False) as f:
+                for batch in f.iter_batches(columns=columns, use_threads=False):
+                    sid = batch.column(0)
+                    if pa.types.is_dictionary(sid.type):
+                        sid = sid.cast(sid.type.value_type)
+                    match = pc.is_in(sid, value_set=pa.array(ids, type=sid.type))
+                    if pc.any(match).as_py():
+                        rows = batch.filter(match).to_pandas()
+                        rows["scenario_id"] = sid.filter(match).to_numpy()
+                        found.append(rows)
+    if not found:
         return pd.DataFrame(columns=columns)
-    dataset = pads.dataset(str(path), format="parquet", partitioning="hive")
-    field = dataset.schema.field("scenario_id")
-    value_type = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
-    wanted = pa.array(ids, type=value_type)
-    table = dataset.to_table(columns=columns, filter=pads.field("scenario_id").isin(wanted))
-    df = table.to_pandas()
+    df = pd.concat(found, ignore_index=True)
     df["scenario_id"] = df["scenario_id"].astype("int64")
     return df.sort_values(["scenario_id", "dirty_sync_count"]).reset_index(drop=True)
 
@@ -157,7 +184,7 @@ def convergence(
     style: FigStyle = FIG_REPORT,
 ) -> None:
     """Phase map, syncs/bytes vs dirty ratio, remaining-bytes curves."""
-    df = plots.derive(read_summary(summary, CONVERGENCE_OUTCOMES))
+    df = open_summary(summary, CONVERGENCE_OUTCOMES)
     with plots.styled(style):
         _timed("phase map", lambda: plots.phase_map(df, style), phase_map)
         _timed("syncs vs ratio", lambda: plots.syncs_vs_ratio(df, style), syncs)
@@ -175,7 +202,7 @@ def downtime(
     style: FigStyle = FIG_REPORT,
 ) -> None:
     """Downtime vs limit, expected vs actual downtime, share violating the limit."""
-    df = plots.derive(read_summary(summary, DOWNTIME_OUTCOMES))
+    df = open_summary(summary, DOWNTIME_OUTCOMES)
     with plots.styled(style):
         _timed("downtime vs limit", lambda: plots.downtime_vs_limit(df, style), vs_limit)
         _timed("expected vs actual", lambda: plots.expected_vs_actual(df, style), expected)
@@ -233,11 +260,13 @@ def paper_targets(outdir: str | Path) -> list[str]:
 
 def paper(summary: str | Path, iterations: str | Path, outdir: str | Path) -> list[Path]:
     """The paper figures as PDF and SVG (3.5 in one-column, 7.16 in two-column widths)."""
-    df = plots.derive(read_summary(summary))
+    df = open_summary(summary)
     chosen = plots.representative_scenarios(df)
     its = read_iterations(iterations, chosen["scenario_id"].tolist())
-    dl_plan = plan.downtime_plan(df)
-    levels = plan.swept_levels(df)
+    table = plots.derive(read_summary(summary, PLANNER_OUTCOMES))
+    dl_plan = plan.downtime_plan(table)
+    levels = plan.swept_levels(table)
+    del table
     draw = {
         "phase_map": lambda st: plots.phase_map(df, st),
         "planner_downtime": lambda st: plots.planner_downtime_heatmap(

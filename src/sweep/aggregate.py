@@ -1,0 +1,216 @@
+"""Exact statistics per group over data read in pieces, in memory that does not grow with it.
+
+The report's figures need order statistics per group (the median time of a phase-map cell,
+the 5-95 % box of a downtime limit).  Holding a million-row summary to take them costs
+hundreds of MB, and a grid ten times larger would not fit a 1 GiB job.  Here the data comes as
+a re-readable stream of pieces (``pieces()`` yields ``(codes, values)``: a group number per
+row, -1 to leave the row out, and its value), and every statistic is exact:
+
+* counts, sums, minima and maxima are added up piece by piece;
+* quantiles: a first pass counts the rows of each group; groups are then packed into parts
+  of at most ``budget`` rows, and each part is one more pass that keeps only its groups'
+  values and sorts them.  A group larger than ``budget`` on its own is found by radix
+  selection instead: four more passes, each narrowing the wanted ranks by 16 bits of the
+  values' order-preserving integer keys.  Memory is bounded by ``budget`` values and
+  ``2^16`` counters per wanted rank, whatever the number of rows.
+
+Quantiles interpolate as :func:`numpy.quantile`'s default ("linear") does, bit for bit; a
+median is the mean of the two middle values, as :func:`numpy.median` and pandas take it.
+NaN values must be left out by the caller (code -1), as pandas' group-bys skip them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "BUDGET",
+    "Pieces",
+    "as_pieces",
+    "group_counts",
+    "group_quantiles",
+    "group_sums",
+    "median",
+]
+
+#: Values held at once by :func:`group_quantiles` (8 bytes each, twice while sorting).
+BUDGET = 4_000_000
+
+#: A re-readable stream: every call yields the same (codes, values) pieces again.
+Pieces = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
+
+_DIGIT_BITS = 16
+_SIGN = np.uint64(1 << 63)
+
+
+def group_counts(pieces: Pieces, n_groups: int) -> np.ndarray:
+    """Rows per group (code -1 rows are not counted)."""
+    counts = np.zeros(n_groups, dtype=np.int64)
+    for codes, _ in pieces():
+        keep = codes >= 0
+        counts += np.bincount(codes[keep], minlength=n_groups)
+    return counts
+
+
+def group_sums(pieces: Pieces, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(count, sum) per group, sums accumulated piece by piece in float64."""
+    counts = np.zeros(n_groups, dtype=np.int64)
+    sums = np.zeros(n_groups, dtype=float)
+    for codes, values in pieces():
+        keep = codes >= 0
+        counts += np.bincount(codes[keep], minlength=n_groups)
+        sums += np.bincount(codes[keep], weights=values[keep], minlength=n_groups)
+    return counts, sums
+
+
+def _ranks(n: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy's linear method: the two ranks around (n - 1) q and the weight of the upper."""
+    virtual = (n - 1) * q
+    below = np.floor(virtual)
+    gamma = virtual - below
+    below = below.astype(np.int64)
+    above = np.minimum(below + 1, n - 1)
+    return below, above, gamma
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """numpy.quantile's interpolation, operation for operation (so results are identical)."""
+    diff = b - a
+    out = a + diff * t
+    upper = t >= 0.5
+    out[upper] = (b - diff * (1 - t))[upper]
+    return out
+
+
+def _interpolate(a: np.ndarray, b: np.ndarray, gamma: np.ndarray, q: float, is_median: bool):
+    if is_median and q == 0.5:  # numpy.median: the middle value, or the mean of the two
+        return np.where(gamma == 0, a, (a + b) / 2.0)
+    return _lerp(a, b, gamma)
+
+
+def _order_keys(values: np.ndarray) -> np.ndarray:
+    """uint64 keys that sort as the float64 values do (negative values bit-flipped)."""
+    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
+    negative = (bits & _SIGN) != 0
+    return np.where(negative, ~bits, bits | _SIGN)
+
+
+def _from_keys(keys: np.ndarray) -> np.ndarray:
+    keys = np.asarray(keys, dtype=np.uint64)
+    positive = (keys & _SIGN) != 0
+    bits = np.where(positive, keys & ~_SIGN, ~keys)
+    return bits.view(np.float64)
+
+
+def _select(pieces: Pieces, group: int, ranks: np.ndarray) -> np.ndarray:
+    """The values at `ranks` (0-based, ascending) of one group, by radix selection."""
+    prefix = np.zeros(len(ranks), dtype=np.uint64)
+    left = ranks.astype(np.int64).copy()  # rank still to find among rows matching the prefix
+    for digit in range(64 // _DIGIT_BITS):
+        shift = np.uint64(64 - _DIGIT_BITS * (digit + 1))
+        high = np.uint64(64 - _DIGIT_BITS * digit)  # bits above this digit are fixed
+        hist = np.zeros((len(ranks), 1 << _DIGIT_BITS), dtype=np.int64)
+        for codes, values in pieces():
+            keys = _order_keys(values[codes == group])
+            digits = ((keys >> shift) & np.uint64((1 << _DIGIT_BITS) - 1)).astype(np.int64)
+            for j in range(len(ranks)):
+                match = (
+                    np.ones(len(keys), dtype=bool)
+                    if digit == 0
+                    else (keys >> high) == (prefix[j] >> high)
+                )
+                hist[j] += np.bincount(digits[match], minlength=1 << _DIGIT_BITS)
+        for j in range(len(ranks)):
+            cum = np.cumsum(hist[j])
+            d = int(np.searchsorted(cum, left[j], side="right"))
+            left[j] -= cum[d - 1] if d else 0
+            prefix[j] |= np.uint64(d) << shift
+    return _from_keys(prefix)
+
+
+def group_quantiles(
+    pieces: Pieces,
+    n_groups: int,
+    qs: Sequence[float],
+    *,
+    median: bool = False,
+    budget: int | None = None,
+    counts: np.ndarray | None = None,
+) -> np.ndarray:
+    """Quantiles `qs` of every group: an (n_groups, len(qs)) array, NaN for empty groups.
+
+    ``median=True`` takes q = 0.5 as numpy.median does (mean of the two middle values);
+    otherwise every q interpolates as numpy.quantile.  `counts` (from
+    :func:`group_counts`) saves the counting pass when the caller has it.
+    """
+    budget = BUDGET if budget is None else budget
+    if counts is None:
+        counts = group_counts(pieces, n_groups)
+    out = np.full((n_groups, len(qs)), np.nan)
+    big = np.flatnonzero(counts > budget)
+    small = np.flatnonzero((counts > 0) & (counts <= budget))
+    # parts: consecutive small groups adding up to at most `budget` rows
+    part_of = np.full(n_groups, -1, dtype=np.int64)
+    if len(small):
+        part, used = 0, 0
+        for g in small:
+            if used + counts[g] > budget:
+                part, used = part + 1, 0
+            part_of[g] = part
+            used += counts[g]
+        for p in range(part + 1):
+            _quantiles_in_memory(pieces, part_of == p, counts, qs, median, out)
+    for g in big:
+        n = np.array([counts[g]])
+        ranks, plan = [], []
+        for q in qs:
+            below, above, gamma = _ranks(n, q)
+            plan.append((len(ranks), len(ranks) + 1, gamma))
+            ranks += [int(below[0]), int(above[0])]
+        found = _select(pieces, int(g), np.array(ranks))
+        for k, (i, j, gamma) in enumerate(plan):
+            a, b = found[i : i + 1], found[j : j + 1]
+            out[g, k] = _interpolate(a, b, gamma, qs[k], median)[0]
+    return out
+
+
+def _quantiles_in_memory(
+    pieces: Pieces,
+    member: np.ndarray,
+    counts: np.ndarray,
+    qs: Sequence[float],
+    median: bool,
+    out: np.ndarray,
+) -> None:
+    """One pass keeping the rows of the `member` groups; sort by (group, value), read off."""
+    kept_codes, kept_values = [], []
+    for codes, values in pieces():
+        keep = codes >= 0
+        keep[keep] = member[codes[keep]]
+        kept_codes.append(codes[keep])
+        kept_values.append(values[keep])
+    codes = np.concatenate(kept_codes)
+    values = np.concatenate(kept_values).astype(float, copy=False)
+    del kept_codes, kept_values
+    order = np.lexsort((values, codes))
+    values = values[order]
+    groups = np.flatnonzero(member)
+    n = counts[groups]
+    start = np.concatenate(([0], np.cumsum(n)[:-1]))
+    for k, q in enumerate(qs):
+        below, above, gamma = _ranks(n, q)
+        a, b = values[start + below], values[start + above]
+        out[groups, k] = _interpolate(a, b, gamma, q, median)
+
+
+def median(pieces: Pieces, n_groups: int, **kw) -> np.ndarray:
+    """The median of every group (NaN when empty), as numpy.median takes it."""
+    return group_quantiles(pieces, n_groups, [0.5], median=True, **kw)[:, 0]
+
+
+def as_pieces(items: Iterable[tuple[np.ndarray, np.ndarray]]) -> Pieces:
+    """A stream from pieces already in memory (tests, small frames)."""
+    held = list(items)
+    return lambda: iter(held)

@@ -1,0 +1,104 @@
+"""Group statistics read a piece at a time (sweep.aggregate) against numpy on the whole data.
+
+The report's figures take their medians, boxes and bands from these, so they must equal
+numpy's results bit for bit, whether a group is sorted in memory, shares a part with others,
+or is larger than the budget and found by radix selection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sweep import aggregate
+
+QS = [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0]
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@st.composite
+def grouped(draw):
+    """(codes, values, groups, piece size): some rows left out (-1), some groups empty."""
+    groups = draw(st.integers(1, 6))
+    n = draw(st.integers(0, 120))
+    codes = np.array(draw(st.lists(st.integers(-1, groups - 1), min_size=n, max_size=n)),
+                     dtype=np.int64)  # fmt: skip
+    pool = draw(st.lists(finite, min_size=1, max_size=12))  # repeats are common in sweeps
+    values = np.array(draw(st.lists(st.sampled_from(pool), min_size=n, max_size=n)), dtype=float)
+    return codes, values, groups, draw(st.integers(1, 50))
+
+
+def stream(codes: np.ndarray, values: np.ndarray, size: int) -> aggregate.Pieces:
+    return aggregate.as_pieces(
+        (codes[i : i + size], values[i : i + size]) for i in range(0, len(codes), size)
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(grouped(), st.sampled_from([1, 3, 10, 1000]))
+def test_quantiles_equal_numpy_bit_for_bit(case, budget):
+    codes, values, groups, size = case
+    pieces = stream(codes, values, size)
+    got = aggregate.group_quantiles(pieces, groups, QS, budget=budget)
+    medians = aggregate.median(pieces, groups, budget=budget)
+    for g in range(groups):
+        v = values[codes == g]
+        if len(v) == 0:
+            assert np.isnan(got[g]).all() and np.isnan(medians[g])
+            continue
+        assert got[g].tobytes() == np.quantile(v, QS).tobytes(), (g, got[g], np.quantile(v, QS))
+        assert medians[g] == np.median(v)
+
+
+def test_a_group_over_the_budget_is_selected_not_held():
+    """Radix selection keeps counters, not values: no piece's values outlive its pass."""
+    rng = np.random.default_rng(7)
+    values = rng.lognormal(3, 4, 10_000) * rng.choice([-1.0, 1.0], 10_000)
+    codes = np.zeros(len(values), dtype=np.int64)
+    codes[::3] = 1
+    pieces = stream(codes, values, 999)
+    got = aggregate.group_quantiles(pieces, 2, QS, budget=100)  # both groups over the budget
+    for g in (0, 1):
+        assert got[g].tobytes() == np.quantile(values[codes == g], QS).tobytes()
+
+
+def test_sums_and_counts_skip_left_out_rows():
+    codes = np.array([0, 1, -1, 1, 2, 2, 2])
+    values = np.array([1.0, 2.0, 100.0, 3.0, 0.5, 0.5, 1.0])
+    n, total = aggregate.group_sums(stream(codes, values, 2), 4)
+    assert n.tolist() == [1, 2, 3, 0]
+    assert total.tolist() == [1.0, 5.0, 2.0, 0.0]
+    assert aggregate.group_counts(stream(codes, values, 3), 4).tolist() == [1, 2, 3, 0]
+
+
+@pytest.mark.parametrize("budget", [1, 4, 100])
+def test_groups_are_packed_into_parts_by_the_budget(budget, monkeypatch):
+    """Each in-memory pass holds at most `budget` values; a larger group goes to selection."""
+    held = []
+    original = aggregate._quantiles_in_memory
+
+    def spy(pieces, member, counts, qs, median, out):
+        held.append(int(counts[member].sum()))
+        return original(pieces, member, counts, qs, median, out)
+
+    monkeypatch.setattr(aggregate, "_quantiles_in_memory", spy)
+    codes = np.repeat(np.arange(6), [1, 2, 3, 4, 5, 0])
+    values = np.arange(len(codes), dtype=float)
+    got = aggregate.group_quantiles(stream(codes, values, 4), 6, [0.5], budget=budget)
+    assert all(h <= budget for h in held)
+    assert sum(held) == sum(c for c in (1, 2, 3, 4, 5) if c <= budget)
+    for g, c in enumerate((1, 2, 3, 4, 5)):
+        assert got[g, 0] == np.quantile(values[codes == g], 0.5), c
+
+
+def test_selection_counts_the_rows_below_at_every_digit():
+    """Neighbouring floats (keys that differ in the low digits only) are still told apart."""
+    base = np.uint64(0x3FF0_0000_0000_0000)  # 1.0; its low 32 bits are zero
+    keys = [base + np.uint64((i << 16) + j) for i in range(3) for j in range(5)]
+    values = np.array(keys, dtype=np.uint64).view(np.float64)[::-1].copy()
+    codes = np.zeros(len(values), dtype=np.int64)
+    got = aggregate.group_quantiles(stream(codes, values, 4), 1, QS, budget=2)
+    assert got[0].tobytes() == np.quantile(values, QS).tobytes()
