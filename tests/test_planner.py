@@ -194,3 +194,72 @@ def test_planner_on_a_simulated_grid_agrees_with_brute_force(time_cap_s):
         want = min(robust) if robust else np.nan
         got = r["min_downtime_limit_ms"]
         assert (np.isnan(want) and np.isnan(got)) or want == got
+
+
+def simulated_summary(tmp_path):
+    """A small sweep with a string axis (write pattern) and the convergence aid, as Parquet."""
+    import sweep
+
+    grid = [
+        {"ram_size": "1GiB", "link_bandwidth": bw, "downtime_limit": dl, "dirty_rate": dr,
+         "write_pattern": wp, "auto_converge": ac, "max_time": "60s"}
+        for wp, ac, bw, dl, dr in itertools.product(
+            ["uniform", "sequential"], [False, True], ["1Gbit/s", "5Gbit/s"], [30, 300, 1000],
+            ["0", "50MB/s", "200MB/s", "1GB/s"])
+    ]  # fmt: skip
+    s = sweep.simulate(grid).summary
+    s = s.loc[:, ~s.columns.duplicated(keep="last")]
+    path = tmp_path / "summary.parquet"
+    s.to_parquet(path, index=False)
+    return s, path
+
+
+def plain(table):
+    out = table.copy()
+    for c in out.columns:
+        if isinstance(out[c].dtype, pd.CategoricalDtype):
+            out[c] = out[c].astype(str)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["downtime", "bandwidth"])
+@pytest.mark.parametrize("rows", [1, 7, 40, 10_000])
+def test_parts_read_from_disk_make_the_whole_table(tmp_path, monkeypatch, kind, rows):
+    """Read 9 rows at a time and cut into parts of about `rows` summary rows (several
+    parts are spilled to disk and read back): the same table, in the same order."""
+    from sweep import report, view
+
+    s, path = simulated_summary(tmp_path)
+    whole = {"downtime": planner.downtime_plan, "bandwidth": planner.bandwidth_plan}[kind](s)
+    monkeypatch.setattr(view, "PIECE_ROWS", 9)
+    keys, parts = planner.plan_parts(report.open_summary(path), kind, rows=rows)
+    parts = list(parts)
+    assert (len(parts) == 1) if rows >= len(s) else (len(parts) > 1)
+    joined = pd.concat(parts, ignore_index=True)
+    pd.testing.assert_frame_equal(plain(joined), plain(whole), check_dtype=False)
+    assert list(joined[keys].itertuples(index=False)) == sorted(
+        joined[keys].itertuples(index=False), key=lambda t: tuple(
+            ["none", "auto-converge", "dirty-limit"].index(v) if k == "convergence_aid" else v
+            for k, v in zip(keys, t, strict=True))
+    )  # fmt: skip
+
+
+def test_table_files_appear_whole_or_not_at_all(tmp_path, monkeypatch):
+    """Written part by part: no file until every part is in, and an error leaves none."""
+    table = planner.downtime_plan(summary(CELLS))
+    out = [tmp_path / "t.parquet", tmp_path / "t.csv", tmp_path / "t.html"]
+    with pytest.raises(RuntimeError, match="boom"), planner.TableFiles(*out) as files:
+        files.write(table.iloc[:2])
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(planner, "HTML_MAX_ROWS", 3)
+    with planner.TableFiles(*out, title="Smallest", time_cap_s=60.0) as files:
+        for i in range(0, len(table), 2):
+            files.write(table.iloc[i : i + 2])
+            assert not any(p.exists() for p in out)
+    pd.testing.assert_frame_equal(pd.read_parquet(out[0]), table.reset_index(drop=True))
+    assert pd.read_csv(out[1]).shape == table.shape
+    assert out[1].read_text().count("ram_size_bytes") == 1  # one header
+    html = out[2].read_text()
+    assert html.count("</tr>") == 3 + 1 and "at most 60 s" in html
+    assert f"First 3 of {len(table)} rows" in html

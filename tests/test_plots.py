@@ -158,8 +158,8 @@ def test_degenerate_sweeps_still_draw(sweep_files, case):
 def test_figures_read_in_pieces_equal_figures_of_the_frame(sweep_files, case, tmp_path,
                                                            monkeypatch):  # fmt: skip
     """The report reads the summary a piece at a time with bounded memory: with pieces of 7
-    rows and quantile parts of 5 values (larger groups go to radix selection) every figure
-    has the bytes of the one drawn from the whole frame in memory."""
+    rows, quantile parts of 5 values (larger groups go to radix selection) and cells
+    numbered as found, every figure has the bytes of the one drawn from the whole frame."""
     _, summary, _ = sweep_files
     s = {"all": summary, "none_converge": summary[~summary["converged"]],
          "idle": summary[summary["dirty_rate_pages_per_s"] == 0]}[case]  # fmt: skip
@@ -171,6 +171,7 @@ def test_figures_read_in_pieces_equal_figures_of_the_frame(sweep_files, case, tm
     chosen = plots.representative_scenarios(s)
     monkeypatch.setattr(view, "PIECE_ROWS", 7)
     monkeypatch.setattr(aggregate, "BUDGET", 5)
+    monkeypatch.setattr(view, "DENSE_CELLS", 4)  # number only the cells present
     pieces = report.open_summary(path)
     assert sum(1 for _ in pieces.pieces()) == -(-len(s) // 7)
     for name in FIGURE_FUNCTIONS:

@@ -86,7 +86,10 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def _interpolate(a: np.ndarray, b: np.ndarray, gamma: np.ndarray, q: float, is_median: bool):
     if is_median and q == 0.5:  # numpy.median: the middle value, or the mean of the two
-        return np.where(gamma == 0, a, (a + b) / 2.0)
+        out = np.array(a, dtype=float)
+        two = gamma != 0
+        out[two] = (a[two] + b[two]) / 2.0
+        return out
     return _lerp(a, b, gamma)
 
 

@@ -25,37 +25,73 @@ Definitions (tested in ``tests/test_planner.py``):
 * ``total_time_ms``, ``downtime_ms``, ``downtime_exceeded``, ``transferred_bytes`` and
   ``dirty_sync_count`` describe the migration at ``min_<x>`` (worst case over scenarios
   sharing that value).
+* Rows are sorted by the cell columns: numbers ascending, text alphabetically, the
+  convergence aid as none, auto-converge, dirty-limit.
+
+A sweep is read in parts of whole cells (:func:`plan_parts`), so a job's memory follows
+:data:`PART_ROWS`, not the number of scenarios; :class:`TableFiles` writes the tables part
+by part.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from .plots import BW, DL, DR, derive, other_axes
+from . import aggregate
+from .io import _atomic
+from .view import AID, BW, DL, DR, Axes, Cells, Summary, derive, other_axes
 
-__all__ = ["bandwidth_plan", "downtime_plan", "smallest_working", "write_table"]
+__all__ = [
+    "TableFiles",
+    "bandwidth_plan",
+    "downtime_plan",
+    "plan_parts",
+    "smallest_working",
+    "swept_levels",
+    "write_table",
+]
+
+#: Summary rows per part of the planner's scan (its group-by holds some 300 bytes a row).
+PART_ROWS = 250_000
+#: Most cells the parts are cut by (counting them holds 8 bytes each).
+MAX_CELLS = 1 << 22
 
 AT_MIN = ("total_time_ms", "downtime_ms", "downtime_exceeded", "transferred_bytes",
           "dirty_sync_count")  # fmt: skip
 
 
+def plan_keys(axes: Axes, target: str, cell: list[str]) -> list[str]:
+    """A planner table's cell columns: ram_size, the other swept axes, then `cell`."""
+    keys = [c for c in other_axes(axes) if c not in cell and c != target]
+    if "ram_size_bytes" in axes and "ram_size_bytes" not in keys:
+        keys.insert(0, "ram_size_bytes")
+    return keys + list(cell)
+
+
 def smallest_working(
-    summary: pd.DataFrame, target: str, cell: list[str], time_cap_s: float | None = None
+    summary: pd.DataFrame,
+    target: str,
+    cell: list[str],
+    time_cap_s: float | None = None,
+    keys: list[str] | None = None,
 ) -> pd.DataFrame:
     """For every cell (other swept axes + `cell`), the smallest value of `target` that works.
 
     Returns one row per cell with the group columns, then ``min_<stem>``, ``first_<stem>``,
     ``monotone``, ``swept_max_<stem>``, ``n_swept`` and the outcome columns at the minimum,
     where ``<stem>`` is `target` (``downtime_limit_ms`` -> ``min_downtime_limit_ms``).
+    `keys`: the cell columns (:func:`plan_keys`) when `summary` is a part of a larger one.
     """
     df = derive(summary)
-    keys = [c for c in other_axes(df) if c not in cell and c != target]
-    if "ram_size_bytes" in df and "ram_size_bytes" not in keys:
-        keys.insert(0, "ram_size_bytes")
-    keys += cell
+    keys = plan_keys(Axes.of(df), target, cell) if keys is None else keys
     works = df["converged"].to_numpy(dtype=bool, copy=True)
     if time_cap_s is not None:
         works &= df["total_time_ms"].to_numpy(dtype=float) <= time_cap_s * 1000.0
@@ -103,16 +139,94 @@ def smallest_working(
     return out
 
 
-def downtime_plan(summary: pd.DataFrame, time_cap_s: float | None = None) -> pd.DataFrame:
-    """Smallest downtime limit that converges, per (pre-copy bandwidth, dirty rate)."""
-    out = smallest_working(summary, DL, [BW, DR], time_cap_s)
+def _cell_parts(src: Summary, keys: list[str], rows: int) -> Iterator[pd.DataFrame]:
+    """The summary in parts of whole cells, about `rows` rows each, in the table's order.
+
+    Cells are numbered in sort order of their leading keys (as many as MAX_CELLS allows),
+    so the tables of consecutive parts follow each other.  When there is more than one
+    part, one pass spills each part's rows to its own compressed Arrow file in a temporary
+    directory, and the parts are read back from there: the summary is read twice, whatever
+    the number of parts, and memory holds one part.
+    """
+    axes = src.axes()
+    order = {k: list(axes.levels[k]) if k == AID else sorted(axes.levels[k]) for k in keys}
+    lead, size = [], 1
+    for k in keys:
+        if size * max(len(order[k]), 1) > MAX_CELLS:
+            break
+        lead.append(k)
+        size *= max(len(order[k]), 1)
+    cells = Cells(lead, order)
+    counts = aggregate.group_counts(
+        lambda: ((cells.codes(df), None) for df in src.pieces()), cells.size
+    )
+    part_of = (np.cumsum(counts) - counts) // rows  # by the rows before each cell
+    parts = np.unique(part_of[counts > 0])
+    if len(parts) <= 1:
+        frames = list(src.pieces())
+        if frames:
+            yield _in_order(pd.concat(frames, ignore_index=True), keys, axes)
+        return
+    with tempfile.TemporaryDirectory(prefix="planner-parts-") as tmp:
+        files = {p: Path(tmp) / f"part-{p}.arrows" for p in parts}
+        writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        schema = None  # the first piece's: every spilled piece is cast to it
+        try:
+            for df in src.pieces():
+                codes = cells.codes(df)
+                part = np.where(codes >= 0, part_of[np.maximum(codes, 0)], -1)
+                for p in np.unique(part[part >= 0]):
+                    table = _spillable(df[part == p])
+                    schema = table.schema if schema is None else schema
+                    if p not in writers:
+                        writers[p] = pa.ipc.new_stream(files[p], schema, options=_SPILL)
+                    writers[p].write_table(table.cast(schema))
+        finally:
+            for w in writers.values():
+                w.close()
+        for p in parts:
+            with pa.ipc.open_stream(files[p]) as reader:
+                df = reader.read_all().to_pandas()
+            files[p].unlink()
+            yield _in_order(df, keys, axes)
+
+
+_SPILL = pa.ipc.IpcWriteOptions(compression="zstd")
+
+
+def _values(column: pd.Series) -> pd.Series:
+    """A categorical column as its values (pieces and parts each bring their categories)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.astype(column.cat.categories.dtype)
+    return column
+
+
+def _spillable(df: pd.DataFrame) -> pa.Table:
+    """Arrow of the same types for every piece: categories as values, and object columns
+    (a summary's only ones are nullable booleans) as booleans even when all null."""
+    plain = pd.DataFrame({c: _values(df[c]) for c in df.columns})
+    for c in plain.columns:
+        if plain[c].dtype == np.dtype(object):
+            plain[c] = plain[c].astype("boolean")
+    return pa.Table.from_pandas(plain, preserve_index=False).replace_schema_metadata()
+
+
+def _in_order(part: pd.DataFrame, keys: list[str], axes: Axes) -> pd.DataFrame:
+    """Keys sort as the parts follow each other: the aid in its own order, others by value."""
+    for k in keys:
+        if k == AID:
+            part[k] = pd.Categorical(_values(part[k]), categories=axes.levels[AID])
+        else:
+            part[k] = _values(part[k])
+    return part
+
+
+def _downtime_columns(out: pd.DataFrame) -> pd.DataFrame:
     out.insert(out.columns.get_loc(BW) + 1, "precopy_bandwidth_gbit_per_s", out[BW] * 8 / 1e9)
     return out
 
 
-def bandwidth_plan(summary: pd.DataFrame, time_cap_s: float | None = None) -> pd.DataFrame:
-    """Smallest pre-copy bandwidth that converges, per (downtime limit, dirty rate)."""
-    out = smallest_working(summary, BW, [DL, DR], time_cap_s)
+def _bandwidth_columns(out: pd.DataFrame) -> pd.DataFrame:
     out = out.rename(
         columns={
             f"min_{BW}": "min_bandwidth_bytes_per_s",
@@ -125,23 +239,119 @@ def bandwidth_plan(summary: pd.DataFrame, time_cap_s: float | None = None) -> pd
     return out
 
 
+#: kind -> (swept target, cell columns, finishing of the table's columns)
+PLANS: dict[str, tuple[str, list[str], Callable[[pd.DataFrame], pd.DataFrame]]] = {
+    "downtime": (DL, [BW, DR], _downtime_columns),
+    "bandwidth": (BW, [DL, DR], _bandwidth_columns),
+}
+
+
+def plan_parts(
+    summary: pd.DataFrame | Summary,
+    kind: str,
+    time_cap_s: float | None = None,
+    rows: int | None = None,
+) -> tuple[list[str], Iterator[pd.DataFrame]]:
+    """(the table's cell columns, its rows part by part) for the `kind` plan of :data:`PLANS`.
+
+    The summary is read once per part of about `rows` (:data:`PART_ROWS`) rows, so memory
+    follows the part, not the sweep.
+    """
+    src = Summary.of(summary)
+    target, cell, finish = PLANS[kind]
+    keys = plan_keys(src.axes(), target, cell)
+    parts = _cell_parts(src, keys, rows or PART_ROWS)
+    return keys, (finish(smallest_working(p, target, cell, time_cap_s, keys)) for p in parts)
+
+
+def _whole(parts: Iterator[pd.DataFrame], time_cap_s: float | None) -> pd.DataFrame:
+    out = pd.concat(list(parts), ignore_index=True)
+    out.attrs["time_cap_s"] = time_cap_s
+    return out
+
+
+def downtime_plan(summary: pd.DataFrame | Summary, time_cap_s: float | None = None) -> pd.DataFrame:
+    """Smallest downtime limit that converges, per (pre-copy bandwidth, dirty rate)."""
+    return _whole(plan_parts(summary, "downtime", time_cap_s)[1], time_cap_s)
+
+
+def bandwidth_plan(
+    summary: pd.DataFrame | Summary, time_cap_s: float | None = None
+) -> pd.DataFrame:
+    """Smallest pre-copy bandwidth that converges, per (downtime limit, dirty rate)."""
+    return _whole(plan_parts(summary, "bandwidth", time_cap_s)[1], time_cap_s)
+
+
+class TableFiles:
+    """A planner table written part by part: Parquet, CSV and an HTML page of its first
+    :data:`HTML_MAX_ROWS` rows.  Each goes to a temporary file that replaces its target
+    only when every part is in, so an error leaves no table half-written."""
+
+    def __init__(
+        self,
+        parquet: str | Path,
+        csv: str | Path,
+        html: str | Path | None = None,
+        *,
+        title: str = "",
+        time_cap_s: float | None = None,
+    ) -> None:
+        self.targets = [Path(p) for p in (parquet, csv, html) if p is not None]
+        self.title, self.time_cap_s = title, time_cap_s
+        self.rows = 0
+
+    def __enter__(self) -> TableFiles:
+        self._tmp = [_atomic(p)[1] for p in self.targets]
+        self._parquet: pq.ParquetWriter | None = None
+        self._csv = open(self._tmp[1], "w", encoding="utf-8", newline="")
+        self._head: list[pd.DataFrame] = []
+        return self
+
+    def write(self, part: pd.DataFrame) -> None:
+        plain = part.copy(deep=False)
+        plain.attrs = {}
+        table = pa.Table.from_pandas(plain, preserve_index=False)
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self._tmp[0], table.schema)
+        self._parquet.write_table(table)
+        for c in plain.columns:  # categories as text, so the CSV reads the same everywhere
+            if isinstance(plain[c].dtype, pd.CategoricalDtype):
+                plain[c] = plain[c].astype(str)
+        plain.to_csv(self._csv, header=self.rows == 0, index=False, na_rep="",
+                     lineterminator="\n")  # fmt: skip
+        if self.rows < HTML_MAX_ROWS:
+            self._head.append(part.head(HTML_MAX_ROWS - self.rows))
+        self.rows += len(part)
+
+    def __exit__(self, kind: type | None, *_: object) -> None:
+        self._csv.close()
+        if self._parquet is not None:
+            self._parquet.close()
+        try:
+            if kind is None:
+                if self._parquet is None:
+                    raise ValueError(f"{self.targets[0]}: a planner table needs one part at least")
+                if len(self._tmp) > 2:
+                    head = pd.concat(self._head, ignore_index=True)
+                    head.attrs["time_cap_s"] = self.time_cap_s
+                    write_html(head, self._tmp[2], self.title, rows=self.rows)
+                for tmp, target in zip(self._tmp, self.targets, strict=True):
+                    os.replace(tmp, target)
+        finally:
+            for tmp in self._tmp:
+                tmp.unlink(missing_ok=True)
+
+
 def write_table(table: pd.DataFrame, parquet: str | Path, csv: str | Path) -> None:
     """Write a planner table as Parquet and CSV (same rows, same column order)."""
-    for path in (parquet, csv):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    plain = table.copy()
-    plain.attrs = {}
-    plain.to_parquet(parquet, index=False)
-    for c in plain.columns:  # categories as text, so the CSV reads the same everywhere
-        if isinstance(plain[c].dtype, pd.CategoricalDtype):
-            plain[c] = plain[c].astype(str)
-    plain.to_csv(csv, index=False, na_rep="", lineterminator="\n")
+    with TableFiles(parquet, csv) as files:
+        files.write(table)
 
 
-def swept_levels(summary: pd.DataFrame) -> dict[str, list[float]]:
+def swept_levels(summary: pd.DataFrame | Summary) -> dict[str, list[float]]:
     """The swept downtime limits and pre-copy bandwidths (for the heatmap colour scales)."""
-    df = derive(summary)
-    return {DL: sorted(np.unique(df[DL]).tolist()), BW: sorted(np.unique(df[BW]).tolist())}
+    axes = Summary.of(summary).axes()
+    return {DL: sorted(axes.levels.get(DL, [])), BW: sorted(axes.levels.get(BW, []))}
 
 
 HTML_MAX_ROWS = 5000
@@ -202,13 +412,17 @@ def _readable(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_html(table: pd.DataFrame, path: str | Path, title: str) -> None:
-    """A readable HTML rendering of a planner table, for the Snakemake report."""
+def write_html(table: pd.DataFrame, path: str | Path, title: str, rows: int | None = None) -> None:
+    """A readable HTML rendering of a planner table, for the Snakemake report.
+
+    `rows`: the whole table's rows when `table` is only its head.
+    """
     shown = table.head(HTML_MAX_ROWS)
+    rows = len(table) if rows is None else rows
     note = (
-        f"<p>First {HTML_MAX_ROWS} of {len(table)} rows; the CSV and Parquet files beside this "
+        f"<p>First {HTML_MAX_ROWS} of {rows} rows; the CSV and Parquet files beside this "
         "page hold them all.</p>"
-        if len(table) > HTML_MAX_ROWS
+        if rows > HTML_MAX_ROWS
         else ""
     )
     cap = table.attrs.get("time_cap_s")

@@ -73,6 +73,7 @@ __all__ = [
     "FIG_TWOCOL",
     "RATIO",
     "FigStyle",
+    "PlanCells",
     "derive",
     "downtime_vs_limit",
     "expected_vs_actual",
@@ -533,7 +534,7 @@ def _heatmap_cells(src: Summary, style: FigStyle) -> tuple:
         return df[DL].isin(cols).to_numpy()
 
     shown = src.axes(where, key=f"limits {cols}")
-    return row, rows, cols, where, shown, Cells(keys, shown.levels)
+    return row, rows, cols, where, shown, Cells(keys, shown.levels, lambda: src.pieces(where))
 
 
 def phase_map(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REPORT) -> Figure:
@@ -1114,10 +1115,66 @@ def expected_vs_actual(summary: pd.DataFrame | Summary, style: FigStyle = FIG_RE
 # Planner heatmaps
 
 
+#: What each planner heatmap shows: (the table's requirement column, its y axis).
+PLAN_VIEWS = {
+    "downtime": ("min_downtime_limit_ms", BW),
+    "bandwidth": ("min_bandwidth_bytes_per_s", DL),
+}
+
+
+class PlanCells:
+    """A planner table reduced to its heatmap, part by part: the worst case over the pooled
+    axes per (row axis, y, dirty rate), i.e. the largest requirement, "never" if any is.
+
+    `columns`, `nunique` and `pages` describe the whole table (its key columns, their
+    number of values, the page sizes), so the layout is known before the first part.
+    """
+
+    def __init__(self, kind: str, columns: Sequence[str], nunique: Callable[[str], int],
+                 pages: Sequence[float] | None) -> None:  # fmt: skip
+        self.value, self.y = PLAN_VIEWS[kind]
+        axes = (*PARAM_COLUMNS, AID)
+        self.group_cols = [c for c in columns if c in axes and c not in (DR, DL)
+                           and c != self.y and nunique(c) > 1]  # fmt: skip
+        rows = [c for c in ROW_PRIORITY if c in self.group_cols and nunique(c) <= MAX_ROW_VALUES]
+        self.row = rows[0] if rows else None
+        self.pages = list(pages) if pages is not None else None
+        self.keys = ([self.row] if self.row else []) + [self.y, DR]
+        self._parts: list[pd.DataFrame] = []
+        self._found: set = set()  # requirement values met in the table
+
+    @classmethod
+    def of(cls, kind: str, table: pd.DataFrame) -> PlanCells:
+        pages = table["page_size_bytes"].unique() if "page_size_bytes" in table else None
+        cells = cls(kind, list(table.columns), lambda c: table[c].nunique(), pages)
+        cells.add(table)
+        return cells
+
+    def add(self, table: pd.DataFrame) -> None:
+        self._found.update(table[self.value].dropna().unique().tolist())
+        self._parts.append(self._worst(table.assign(_never=table[self.value].isna()),
+                                       self.value, "_never"))  # fmt: skip
+
+    def _worst(self, df: pd.DataFrame, value: str, never: str) -> pd.DataFrame:
+        return (
+            df.groupby(self.keys, observed=True, sort=True)
+            .agg(v=(value, "max"), never=(never, "any"))
+            .reset_index()
+        )
+
+    @property
+    def found(self) -> list:
+        return sorted(self._found)
+
+    def table(self) -> pd.DataFrame:
+        parts = self._parts
+        agg = parts[0].copy() if len(parts) == 1 else self._worst(pd.concat(parts), "v", "never")
+        agg.loc[agg["never"], "v"] = np.nan
+        return agg
+
+
 def _planner_grid(
-    table: pd.DataFrame,
-    value: str,
-    y: str,
+    cells: PlanCells,
     style: FigStyle,
     ylabel: str,
     yfmt: callable,
@@ -1128,28 +1185,13 @@ def _planner_grid(
     never_label: str,
 ) -> Figure:
     """Facet columns: the row axis (see row_axis); other pooled axes take the worst case."""
-    row = None
-    axes = (*PARAM_COLUMNS, AID)
-    group_cols = [c for c in table.columns if c in axes and c not in (DR, DL)]
-    group_cols = [c for c in group_cols if c != y and table[c].nunique() > 1]
-    for c in ROW_PRIORITY:
-        if c in group_cols and table[c].nunique() <= MAX_ROW_VALUES:
-            row = c
-            break
-    keys = ([row] if row else []) + [y, DR]
-    # worst case over the pooled axes: the largest requirement, "never" if any is never
-    agg = (
-        table.assign(_never=table[value].isna())
-        .groupby(keys, observed=True, sort=True)
-        .agg(v=(value, "max"), never=("_never", "any"))
-        .reset_index()
-    )
-    agg.loc[agg["never"], "v"] = np.nan
+    row, y, group_cols = cells.row, cells.y, cells.group_cols
+    agg = cells.table()
     # colour by level index so each swept value gets one clear colour
     idx = pd.Series(np.arange(len(levels), dtype=float), index=levels)
     agg["k"] = agg["v"].map(idx)
-    xlev, ylev = _levels(table[DR]), _levels(table[y])
-    dirty_label, dirty_fmt = dirty_axis(table)
+    xlev, ylev = _levels(agg[DR]), _levels(agg[y])
+    dirty_label, dirty_fmt = dirty_axis(Axes({"page_size_bytes": cells.pages or [4096]}))
     cols = _levels(agg[row]) if row else [None]
     panels = {}
     for c in cols:
@@ -1195,30 +1237,38 @@ def _plain_number(v: float) -> str:
 
 
 def planner_downtime_heatmap(
-    table: pd.DataFrame, levels: Sequence[float] | None = None, style: FigStyle = FIG_REPORT
+    table: pd.DataFrame | PlanCells,
+    levels: Sequence[float] | None = None,
+    style: FigStyle = FIG_REPORT,
 ) -> Figure:
     """Smallest swept downtime limit that converges, per (bandwidth, dirty rate).
 
+    ``table``: the planner table, or its :class:`PlanCells` gathered part by part.
     ``levels``: the swept downtime limits (default: those found in the table).
     """
-    levels = sorted(levels) if levels is not None else _levels(table["min_downtime_limit_ms"])
+    cells = table if isinstance(table, PlanCells) else PlanCells.of("downtime", table)
+    levels = sorted(levels if levels is not None else cells.found)
     return _planner_grid(
-        table, "min_downtime_limit_ms", BW, style, "pre-copy bandwidth (Gbit/s)", fmt_bitrate,
+        cells, style, "pre-copy bandwidth (Gbit/s)", fmt_bitrate,
         levels, _plain, _plain, "smallest downtime limit that converges (ms)",
         f"no swept limit (≤ {fmt_ms(max(levels))}) converges" if levels else "never converges",
     )  # fmt: skip
 
 
 def planner_bandwidth_heatmap(
-    table: pd.DataFrame, levels: Sequence[float] | None = None, style: FigStyle = FIG_REPORT
+    table: pd.DataFrame | PlanCells,
+    levels: Sequence[float] | None = None,
+    style: FigStyle = FIG_REPORT,
 ) -> Figure:
     """Smallest swept pre-copy bandwidth that converges, per (downtime limit, dirty rate).
 
+    ``table``: the planner table, or its :class:`PlanCells` gathered part by part.
     ``levels``: the swept pre-copy bandwidths (default: those found in the table).
     """
-    levels = sorted(levels) if levels is not None else _levels(table["min_bandwidth_bytes_per_s"])
+    cells = table if isinstance(table, PlanCells) else PlanCells.of("bandwidth", table)
+    levels = sorted(levels if levels is not None else cells.found)
     return _planner_grid(
-        table, "min_bandwidth_bytes_per_s", DL, style, "downtime limit (ms)",
+        cells, style, "downtime limit (ms)",
         lambda v: f"{v:g}", levels, fmt_bitrate, fmt_bitrate,
         "smallest pre-copy bandwidth that converges (Gbit/s)",
         f"no swept bandwidth (≤ {fmt_bitrate(max(levels))} Gbit/s) converges"

@@ -209,6 +209,31 @@ def downtime(
         _timed("violation share", lambda: plots.violation_share(df, style), violations)
 
 
+def _plan(
+    src: Summary,
+    kind: str,
+    time_cap_s: float | None = None,
+    table: Sequence[str | Path] = (),
+    title: str = "",
+) -> plots.PlanCells:
+    """One planner table part by part, written to `table` (Parquet, CSV[, HTML]) if given,
+    reduced to its heatmap's cells."""
+    axes = src.axes()
+    keys, parts = plan.plan_parts(src, kind, time_cap_s)
+    pages = axes.levels["page_size_bytes"] if "page_size_bytes" in keys else None
+    cells = plots.PlanCells(kind, keys, axes.nunique, pages)
+    if table:
+        with plan.TableFiles(*table[:3], title=title, time_cap_s=time_cap_s) as files:
+            for part in parts:
+                files.write(part)
+                cells.add(part)
+        log.info("planner table %s: %d rows -> %s", kind, files.rows, table[0])
+    else:
+        for part in parts:
+            cells.add(part)
+    return cells
+
+
 def planner(
     summary: str | Path,
     *,
@@ -219,18 +244,13 @@ def planner(
     time_cap_s: float | None = None,
     style: FigStyle = FIG_REPORT,
 ) -> None:
-    """The two planner tables (each as (Parquet, CSV, HTML)) and their heatmaps."""
-    df = plots.derive(read_summary(summary, PLANNER_OUTCOMES))
-    levels = plan.swept_levels(df)
-    dl = plan.downtime_plan(df, time_cap_s)
-    bw = plan.bandwidth_plan(df, time_cap_s)
-    log.info("planner tables computed")
-    plan.write_table(dl, *downtime_table[:2])
-    plan.write_table(bw, *bandwidth_table[:2])
-    if len(downtime_table) > 2:
-        plan.write_html(dl, downtime_table[2], "Smallest downtime limit that converges")
-    if len(bandwidth_table) > 2:
-        plan.write_html(bw, bandwidth_table[2], "Smallest pre-copy bandwidth that converges")
+    """The two planner tables (each as (Parquet, CSV[, HTML])) and their heatmaps."""
+    src = open_summary(summary, PLANNER_OUTCOMES)
+    levels = plan.swept_levels(src)
+    dl = _plan(src, "downtime", time_cap_s, downtime_table,
+               "Smallest downtime limit that converges")  # fmt: skip
+    bw = _plan(src, "bandwidth", time_cap_s, bandwidth_table,
+               "Smallest pre-copy bandwidth that converges")  # fmt: skip
     with plots.styled(style):
         _timed("planner: downtime limit",
                lambda: plots.planner_downtime_heatmap(dl, levels[plots.DL], style),
@@ -263,10 +283,8 @@ def paper(summary: str | Path, iterations: str | Path, outdir: str | Path) -> li
     df = open_summary(summary)
     chosen = plots.representative_scenarios(df)
     its = read_iterations(iterations, chosen["scenario_id"].tolist())
-    table = plots.derive(read_summary(summary, PLANNER_OUTCOMES))
-    dl_plan = plan.downtime_plan(table)
-    levels = plan.swept_levels(table)
-    del table
+    dl_plan = _plan(df, "downtime")
+    levels = plan.swept_levels(df)
     draw = {
         "phase_map": lambda st: plots.phase_map(df, st),
         "planner_downtime": lambda st: plots.planner_downtime_heatmap(

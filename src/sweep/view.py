@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .params import PARAMETERS, by_name_or_none
@@ -229,6 +230,14 @@ def row_axis(data: pd.DataFrame | Axes, exclude: Sequence[str] = ()) -> str | No
 Where = Callable[[pd.DataFrame], np.ndarray] | None
 
 
+def _plain(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Dictionary columns as their values: each piece has its own dictionary, and pieces
+    must agree on values and on their order (strings sort as text)."""
+    columns = [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c
+               for c in batch.columns]  # fmt: skip
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+
 class Summary:
     """The derived summary as a re-readable stream of pieces.
 
@@ -256,7 +265,7 @@ class Summary:
                     batch_size=PIECE_ROWS, columns=list(columns), use_threads=False
                 )
                 for batch in pieces:
-                    yield derive(batch.to_pandas(), aid_categories=AID_NAMES)
+                    yield derive(_plain(batch).to_pandas(), aid_categories=AID_NAMES)
 
         return cls(read)
 
@@ -284,21 +293,40 @@ def _positions(column: pd.Series, lev: list) -> np.ndarray:
     return index.get_indexer(column).astype(np.int64)
 
 
+#: Cells numbered densely up to this many; beyond, only the combinations present are.
+DENSE_CELLS = 1 << 20
+
+
 class Cells:
     """Numbers the groups of `keys` (row-major over their levels), one code per row.
 
-    Codes follow the levels' reading order, so group g's key values are
-    :meth:`frame`'s row g.
+    Codes follow the levels' reading order, so group g's key values are :meth:`frame`'s
+    row g.  When the levels' product passes :data:`DENSE_CELLS` (long zipped axes) and
+    `present` can list the rows, only the combinations present are numbered (one more pass):
+    memory follows the cells that exist, not every combination of values.
     """
 
-    def __init__(self, keys: Sequence[str], levels: dict[str, list]) -> None:
+    def __init__(
+        self,
+        keys: Sequence[str],
+        levels: dict[str, list],
+        present: Callable[[], Iterator[pd.DataFrame]] | None = None,
+    ) -> None:
         self.keys = list(keys)
         self.levels = [list(levels[k]) for k in self.keys]
         self.shape = tuple(len(v) for v in self.levels)
-        self.size = int(np.prod(self.shape)) if self.keys else 1
+        product = int(np.prod(self.shape, dtype=object)) if self.keys else 1
+        if product >= 1 << 62:
+            raise ValueError(f"too many combinations of {', '.join(self.keys)} to number "
+                             f"({product:.3g} from {self.shape} values)")  # fmt: skip
+        self._present = None
+        if product > DENSE_CELLS and present is not None:
+            seen = [np.unique(self._combined(df)) for df in present()]
+            found = np.unique(np.concatenate(seen)) if seen else np.zeros(0, dtype=np.int64)
+            self._present = found[found >= 0]
+        self.size = product if self._present is None else len(self._present)
 
-    def codes(self, df: pd.DataFrame) -> np.ndarray:
-        """The group of every row; -1 where a key value is not among the levels."""
+    def _combined(self, df: pd.DataFrame) -> np.ndarray:
         code = np.zeros(len(df), dtype=np.int64)
         bad = np.zeros(len(df), dtype=bool)
         for key, lev, n in zip(self.keys, self.levels, self.shape, strict=True):
@@ -308,8 +336,26 @@ class Cells:
         code[bad] = -1
         return code
 
+    def codes(self, df: pd.DataFrame) -> np.ndarray:
+        """The group of every row; -1 where a key value is not among the levels."""
+        code = self._combined(df)
+        if self._present is None:
+            return code
+        at = np.searchsorted(self._present, code)
+        hit = (code >= 0) & (at < len(self._present))
+        hit[hit] = self._present[at[hit]] == code[hit]
+        return np.where(hit, at, -1)
+
     def frame(self, **columns: np.ndarray) -> pd.DataFrame:
         """One row per group: the key columns, then `columns` (arrays of self.size)."""
-        index = pd.MultiIndex.from_product(self.levels, names=self.keys) if self.keys else None
-        out = pd.DataFrame(columns, index=index)
-        return out.reset_index() if self.keys else out
+        if not self.keys:
+            return pd.DataFrame(columns)
+        if self._present is None:
+            index = pd.MultiIndex.from_product(self.levels, names=self.keys)
+        else:
+            at = np.unravel_index(self._present, self.shape)
+            index = pd.MultiIndex.from_arrays(
+                [pd.Index(lev).take(i) for lev, i in zip(self.levels, at, strict=True)],
+                names=self.keys,
+            )
+        return pd.DataFrame(columns, index=index).reset_index()
