@@ -37,6 +37,8 @@ def stream(codes: np.ndarray, values: np.ndarray, size: int) -> aggregate.Pieces
     )
 
 
+# floats near the largest overflow in the interpolation, numpy's and ours alike (same inf)
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @settings(max_examples=300, deadline=None)
 @given(grouped(), st.sampled_from([1, 3, 10, 1000]))
 def test_quantiles_equal_numpy_bit_for_bit(case, budget):

@@ -108,3 +108,58 @@ def test_bench_against_a_revision_runs_both_engines_interleaved() -> None:
         [*args, "no-such-revision"], capture_output=True, text=True, timeout=300, cwd=root
     )
     assert bad.returncode != 0 and "--against no-such-revision" in bad.stderr
+
+
+def test_bench_job_probe_reports_the_childs_memory_not_its_parents() -> None:
+    """A forked child's ru_maxrss starts at its parent's RSS; the probe reads the child's own
+    high-water mark, so a parent holding 400 MB more does not show in it."""
+    from sweep import bench
+
+    root = Path(__file__).resolve().parents[1]
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"\1" * len(ballast[::4096])  # touched: resident
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    parent_mib = int(status["VmRSS"].split()[0]) / 1024
+    job = bench._one_job(root / "config" / "config.yaml", 0)
+    assert 0 < job["peak_rss_mib"] < parent_mib - 300, (job, parent_mib)
+    assert job["summary_bytes"] > 0 and job["iterations_bytes"] > 0
+
+
+def test_bench_reports_prints_each_job_at_each_size(tmp_path) -> None:
+    """The report benchmark's plumbing: copies of a small sweep, each report job run on each."""
+    import pyarrow.parquet as pq
+
+    import sweep as package
+    from sweep import bench_reports
+
+    grid = [{"link_bandwidth": bw, "downtime_limit": dl, "dirty_rate": dr}
+            for bw in ("1Gbit/s", "10Gbit/s") for dl in (30, 300)
+            for dr in ("0", "100MB/s", "2GB/s")]  # fmt: skip
+    result = package.simulate(grid)
+    results = tmp_path / "results"
+    (results / "iterations" / "chunk=0").mkdir(parents=True)
+    result.summary.loc[:, ~result.summary.columns.duplicated(keep="last")].to_parquet(
+        results / "summary.parquet", index=False
+    )
+    result.iterations.to_parquet(results / "iterations" / "chunk=0" / "part-0.parquet")
+    n = bench_reports.build(results, 3, tmp_path / "x3")
+    summary = pq.read_table(tmp_path / "x3" / "summary.parquet").to_pandas()
+    assert n == len(summary) == 3 * len(grid)
+    assert summary["scenario_id"].is_unique
+    assert summary["ram_size_bytes"].nunique() == 3
+    its = pq.ParquetDataset(tmp_path / "x3" / "iterations").read().to_pandas()
+    assert len(its) == 3 * len(result.iterations)
+    assert set(its["scenario_id"].astype("int64")) == set(summary["scenario_id"])
+    record = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "sweep.bench_reports", str(results), "--copies", "1", "2",
+         "--json", str(record)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(record.read_text())
+    assert [(f["scenarios"], f["job"]) for f in figures] == [
+        (n // 3 * k, job) for k in (1, 2) for job in ("convergence", "downtime", "planner")
+    ]
+    assert all(f["peak_rss_mib"] > 0 and f["wall_s"] > 0 for f in figures)
+    assert "peak RSS MiB" in done.stdout

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Values held at once by :func:`group_quantiles` (8 bytes each, twice while sorting).
-BUDGET = 4_000_000
+BUDGET = 2_000_000
 
 #: A re-readable stream: every call yields the same (codes, values) pieces again.
 Pieces = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -178,6 +177,14 @@ def _reference_rate(canonical: pd.DataFrame) -> float:
     return len(records) / (time.process_time() - cpu0)
 
 
+#: A child's peak RSS as the kernel keeps it for its own memory (VmHWM).  Not ru_maxrss: a
+#: forked child starts from its parent's, so it would report this process's samples too.
+PEAK_RSS = (
+    "status = dict(line.split(':', 1) for line in open('/proc/self/status')); "
+    "print(int(status['VmHWM'].split()[0]))"
+)
+
+
 def _one_job(config_path: Path, chunk: int) -> dict[str, Any]:
     """Run one simulate job as the pipeline does, in a fresh process; its RSS and outputs."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -185,16 +192,17 @@ def _one_job(config_path: Path, chunk: int) -> dict[str, Any]:
         code = (
             "import sys, yaml; from sweep import pipeline; "
             "config = yaml.safe_load(open(sys.argv[1])); "
-            "pipeline.simulate_chunk(config, int(sys.argv[2]), sys.argv[3], sys.argv[4])"
+            "pipeline.simulate_chunk(config, int(sys.argv[2]), sys.argv[3], sys.argv[4]); "
+            + PEAK_RSS
         )
         summary, iterations = out / "summary.parquet", out / "iterations.parquet"
         started = time.perf_counter()
-        subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-c", code, str(config_path), str(chunk), summary, iterations],
-            check=True,
-        )
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
         wall = time.perf_counter() - started
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        peak_kib = int(done.stdout.strip().splitlines()[-1])
         return {
             "wall_s": wall,
             "peak_rss_mib": peak_kib / 1024,

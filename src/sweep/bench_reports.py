@@ -26,13 +26,15 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from .bench import PEAK_RSS
+
 __all__ = ["main"]
 
 #: Scenario ids of copy k are the original ones plus k times this.
 ID_STRIDE = 1 << 48
 
 JOB = """
-import json, resource, sys, time
+import sys, time
 from pathlib import Path
 from sweep import report
 src, out, job = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
@@ -49,9 +51,7 @@ else:
                    downtime_table=(out / "d.parquet", out / "d.csv", out / "d.html"),
                    bandwidth_table=(out / "b.parquet", out / "b.csv", out / "b.html"),
                    downtime_figure=out / "d.png", bandwidth_figure=out / "b.png")
-wall = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"wall_s": wall, "peak_rss_mib": peak}))
+print(time.perf_counter() - start)
 """
 JOBS = ("convergence", "downtime", "planner")
 
@@ -92,10 +92,11 @@ def build(results: Path, copies: int, out: Path) -> int:
 def _job(sweep: Path, job: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(
-            [sys.executable, "-c", JOB, str(sweep), tmp, job],
+            [sys.executable, "-c", JOB + PEAK_RSS, str(sweep), tmp, job],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    wall, peak_kib = done.stdout.strip().splitlines()[-2:]
+    return {"wall_s": float(wall), "peak_rss_mib": int(peak_kib) / 1024}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
