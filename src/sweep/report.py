@@ -9,8 +9,9 @@ The Snakemake rules in ``workflow/rules/report.smk`` call these through thin scr
 
 Inputs: ``summary.parquet`` (one row per scenario: parameters and outcome) and the
 hive-partitioned ``iterations/`` Parquet dataset (one row per dirty sync).  Only the columns a
-figure needs are read, and only the iterations of the few scenarios drawn, so a
-million-scenario sweep renders in seconds.
+figure needs are read, a piece at a time (:mod:`sweep.view`), and only the iterations of the
+few scenarios drawn: a million-scenario sweep renders in seconds, and a job's memory does not
+grow with the sweep.
 
 Every output is byte-identical for identical inputs: see :func:`sweep.plots.save_figure`.
 The file type follows the suffix (``.png``, ``.svg``, ``.pdf``).
@@ -43,7 +44,6 @@ __all__ = [
     "paper_targets",
     "planner",
     "read_iterations",
-    "read_summary",
     "summary_columns",
 ]
 
@@ -100,7 +100,7 @@ def constant_columns(path: str | Path, names: Sequence[str]) -> list[str]:
     return out
 
 
-#: The outcome columns each report reads (memory grows with the columns read).
+#: The outcome columns each report reads (each pass reads them all).
 CONVERGENCE_OUTCOMES = ("scenario_id", "status", "converged", "total_time_ms",
                         "dirty_sync_count", "transferred_bytes", "threshold_bytes")  # fmt: skip
 DOWNTIME_OUTCOMES = ("converged", "downtime_ms", "downtime_exceeded", "expected_downtime_ms")
@@ -124,18 +124,6 @@ def open_summary(path: str | Path, outcomes: Sequence[str] = OUTCOME_COLUMNS) ->
     """The summary as the figures read it: :func:`summary_columns`, a piece at a time, so
     a report's memory does not grow with the grid (:mod:`sweep.view`)."""
     return Summary.parquet(path, summary_columns(path, outcomes))
-
-
-def read_summary(path: str | Path, outcomes: Sequence[str] = OUTCOME_COLUMNS) -> pd.DataFrame:
-    """:func:`summary_columns` of the whole summary as one DataFrame (for small sweeps and
-    notebooks; the report's figures read it with :func:`open_summary`)."""
-    table = pq.read_table(path, columns=summary_columns(path, outcomes))
-    # Column by column, each Arrow buffer freed once converted: memory holds the frame and
-    # one column, not the table and the frame.
-    df = table.to_pandas(self_destruct=True, split_blocks=True)
-    del table
-    pa.default_memory_pool().release_unused()
-    return df.loc[:, ~df.columns.duplicated(keep="last")]
 
 
 def read_iterations(path: str | Path, scenario_ids: Sequence[int]) -> pd.DataFrame:
@@ -184,11 +172,11 @@ def convergence(
     style: FigStyle = FIG_REPORT,
 ) -> None:
     """Phase map, syncs/bytes vs dirty ratio, remaining-bytes curves."""
-    df = open_summary(summary, CONVERGENCE_OUTCOMES)
+    src = open_summary(summary, CONVERGENCE_OUTCOMES)
     with plots.styled(style):
-        _timed("phase map", lambda: plots.phase_map(df, style), phase_map)
-        _timed("syncs vs ratio", lambda: plots.syncs_vs_ratio(df, style), syncs)
-        chosen = plots.representative_scenarios(df)
+        _timed("phase map", lambda: plots.phase_map(src, style), phase_map)
+        _timed("syncs vs ratio", lambda: plots.syncs_vs_ratio(src, style), syncs)
+        chosen = plots.representative_scenarios(src)
         its = read_iterations(iterations, chosen["scenario_id"].tolist())
         _timed("remaining curves", lambda: plots.remaining_curves(its, chosen, style), remaining)
 
@@ -202,11 +190,11 @@ def downtime(
     style: FigStyle = FIG_REPORT,
 ) -> None:
     """Downtime vs limit, expected vs actual downtime, share violating the limit."""
-    df = open_summary(summary, DOWNTIME_OUTCOMES)
+    src = open_summary(summary, DOWNTIME_OUTCOMES)
     with plots.styled(style):
-        _timed("downtime vs limit", lambda: plots.downtime_vs_limit(df, style), vs_limit)
-        _timed("expected vs actual", lambda: plots.expected_vs_actual(df, style), expected)
-        _timed("violation share", lambda: plots.violation_share(df, style), violations)
+        _timed("downtime vs limit", lambda: plots.downtime_vs_limit(src, style), vs_limit)
+        _timed("expected vs actual", lambda: plots.expected_vs_actual(src, style), expected)
+        _timed("violation share", lambda: plots.violation_share(src, style), violations)
 
 
 def _plan(
@@ -280,20 +268,20 @@ def paper_targets(outdir: str | Path) -> list[str]:
 
 def paper(summary: str | Path, iterations: str | Path, outdir: str | Path) -> list[Path]:
     """The paper figures as PDF and SVG (3.5 in one-column, 7.16 in two-column widths)."""
-    df = open_summary(summary)
-    chosen = plots.representative_scenarios(df)
+    src = open_summary(summary)
+    chosen = plots.representative_scenarios(src)
     its = read_iterations(iterations, chosen["scenario_id"].tolist())
-    dl_plan = _plan(df, "downtime")
-    levels = plan.swept_levels(df)
+    dl_plan = _plan(src, "downtime")
+    levels = plan.swept_levels(src)
     draw = {
-        "phase_map": lambda st: plots.phase_map(df, st),
+        "phase_map": lambda st: plots.phase_map(src, st),
         "planner_downtime": lambda st: plots.planner_downtime_heatmap(
             dl_plan, levels[plots.DL], st
         ),
-        "syncs_vs_ratio": lambda st: plots.syncs_vs_ratio(df, st),
+        "syncs_vs_ratio": lambda st: plots.syncs_vs_ratio(src, st),
         "remaining": lambda st: plots.remaining_curves(its, chosen, st),
-        "downtime_vs_limit": lambda st: plots.downtime_vs_limit(df, st),
-        "expected_vs_actual": lambda st: plots.expected_vs_actual(df, st),
+        "downtime_vs_limit": lambda st: plots.downtime_vs_limit(src, st),
+        "expected_vs_actual": lambda st: plots.expected_vs_actual(src, st),
     }
     written = []
     for name, (kind, style) in PAPER_FIGURES.items():
