@@ -96,10 +96,12 @@ def test_groups_are_packed_into_parts_by_the_budget(budget, monkeypatch):
         assert got[g, 0] == np.quantile(values[codes == g], 0.5), c
 
 
-def test_selection_counts_the_rows_below_at_every_digit():
-    """Neighbouring floats (keys that differ in the low digits only) are still told apart."""
-    base = np.uint64(0x3FF0_0000_0000_0000)  # 1.0; its low 32 bits are zero
-    keys = [base + np.uint64((i << 16) + j) for i in range(3) for j in range(5)]
+@pytest.mark.parametrize("shift", [9, 11, 16, 20, 22, 31])
+def test_selection_counts_the_rows_below_at_every_digit(shift):
+    """Neighbouring floats (keys that differ in low bits only) are still told apart, with the
+    difference at any digit's lowest bits (a target digit of 1 above a populated 0)."""
+    base = np.uint64(0x3FF0_0000_0000_0000)  # 1.0; its low 52 bits are zero
+    keys = [base + np.uint64((i << shift) + j) for i in range(3) for j in range(5)]
     values = np.array(keys, dtype=np.uint64).view(np.float64)[::-1].copy()
     codes = np.zeros(len(values), dtype=np.int64)
     got = aggregate.group_quantiles(stream(codes, values, 4), 1, QS, budget=2)

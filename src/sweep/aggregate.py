@@ -9,10 +9,10 @@ row, -1 to leave the row out, and its value), and every statistic is exact:
 * counts, sums, minima and maxima are added up piece by piece;
 * quantiles: a first pass counts the rows of each group; groups are then packed into parts
   of at most ``budget`` rows, and each part is one more pass that keeps only its groups'
-  values and sorts them.  A group larger than ``budget`` on its own is found by radix
-  selection instead: four more passes, each narrowing the wanted ranks by 16 bits of the
-  values' order-preserving integer keys.  Memory is bounded by ``budget`` values and
-  ``2^16`` counters per wanted rank, whatever the number of rows.
+  values and sorts them.  Groups larger than ``budget`` are found by radix selection
+  instead, all in the same six passes, each narrowing the wanted ranks by the next 11 bits of
+  the values' order-preserving integer keys.  Memory is bounded by ``budget`` values and
+  ``2^11`` counters per wanted rank, whatever the number of rows.
 
 Quantiles interpolate as :func:`numpy.quantile`'s default ("linear") does, bit for bit; a
 median is the mean of the two middle values, as :func:`numpy.median` and pandas take it.
@@ -41,7 +41,8 @@ BUDGET = 2_000_000
 #: A re-readable stream: every call yields the same (codes, values) pieces again.
 Pieces = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
-_DIGIT_BITS = 16
+#: Digits of the 64-bit keys, most significant first: one pass each, 2^11 counters a rank.
+_DIGITS = (11, 11, 11, 11, 11, 9)
 _SIGN = np.uint64(1 << 63)
 
 
@@ -107,29 +108,33 @@ def _from_keys(keys: np.ndarray) -> np.ndarray:
     return bits.view(np.float64)
 
 
-def _select(pieces: Pieces, group: int, ranks: np.ndarray) -> np.ndarray:
-    """The values at `ranks` (0-based, ascending) of one group, by radix selection."""
+def _select(pieces: Pieces, groups: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """The value at rank ``ranks[t]`` (0-based, ascending) of group ``groups[t]``, for every
+    t at once: a pass per digit of the values' order-preserving keys, most significant
+    first, each counting the next digit of the rows that match a target's digits so far."""
     prefix = np.zeros(len(ranks), dtype=np.uint64)
     left = ranks.astype(np.int64).copy()  # rank still to find among rows matching the prefix
-    for digit in range(64 // _DIGIT_BITS):
-        shift = np.uint64(64 - _DIGIT_BITS * (digit + 1))
-        high = np.uint64(64 - _DIGIT_BITS * digit)  # bits above this digit are fixed
-        hist = np.zeros((len(ranks), 1 << _DIGIT_BITS), dtype=np.int64)
+    fixed = 0  # bits of every prefix found so far
+    for width in _DIGITS:
+        shift = np.uint64(64 - fixed - width)
+        hist = np.zeros((len(ranks), 1 << width), dtype=np.int64)
         for codes, values in pieces():
-            keys = _order_keys(values[codes == group])
-            digits = ((keys >> shift) & np.uint64((1 << _DIGIT_BITS) - 1)).astype(np.int64)
-            for j in range(len(ranks)):
-                match = (
-                    np.ones(len(keys), dtype=bool)
-                    if digit == 0
-                    else (keys >> high) == (prefix[j] >> high)
-                )
-                hist[j] += np.bincount(digits[match], minlength=1 << _DIGIT_BITS)
-        for j in range(len(ranks)):
-            cum = np.cumsum(hist[j])
-            d = int(np.searchsorted(cum, left[j], side="right"))
-            left[j] -= cum[d - 1] if d else 0
-            prefix[j] |= np.uint64(d) << shift
+            for g in np.unique(groups):
+                keys = _order_keys(values[codes == g])
+                digits = ((keys >> shift) & np.uint64((1 << width) - 1)).astype(np.int64)
+                for t in np.flatnonzero(groups == g):
+                    if fixed:
+                        above = np.uint64(64 - fixed)
+                        match = digits[(keys >> above) == (prefix[t] >> above)]
+                    else:
+                        match = digits
+                    hist[t] += np.bincount(match, minlength=1 << width)
+        for t in range(len(ranks)):
+            cum = np.cumsum(hist[t])
+            d = int(np.searchsorted(cum, left[t], side="right"))
+            left[t] -= cum[d - 1] if d else 0
+            prefix[t] |= np.uint64(d) << shift
+        fixed += width
     return _from_keys(prefix)
 
 
@@ -165,17 +170,14 @@ def group_quantiles(
             used += counts[g]
         for p in range(part + 1):
             _quantiles_in_memory(pieces, part_of == p, counts, qs, median, out)
-    for g in big:
-        n = np.array([counts[g]])
-        ranks, plan = [], []
-        for q in qs:
-            below, above, gamma = _ranks(n, q)
-            plan.append((len(ranks), len(ranks) + 1, gamma))
-            ranks += [int(below[0]), int(above[0])]
-        found = _select(pieces, int(g), np.array(ranks))
-        for k, (i, j, gamma) in enumerate(plan):
-            a, b = found[i : i + 1], found[j : j + 1]
-            out[g, k] = _interpolate(a, b, gamma, qs[k], median)[0]
+    if len(big):  # all groups over the budget in the same passes: two ranks per quantile
+        n = counts[big]
+        bounds = [_ranks(n, q) for q in qs]
+        groups = np.concatenate([big for _ in qs for _ in "ab"])
+        ranks = np.concatenate([r for below, above, _ in bounds for r in (below, above)])
+        found = _select(pieces, groups, ranks).reshape(len(qs), 2, len(big))
+        for k, (q, (_, _, gamma)) in enumerate(zip(qs, bounds, strict=True)):
+            out[big, k] = _interpolate(found[k, 0], found[k, 1], gamma, q, median)
     return out
 
 
