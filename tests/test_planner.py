@@ -263,3 +263,17 @@ def test_table_files_appear_whole_or_not_at_all(tmp_path, monkeypatch):
     html = out[2].read_text()
     assert html.count("</tr>") == 3 + 1 and "at most 60 s" in html
     assert f"First 3 of {len(table)} rows" in html
+
+
+def test_an_empty_summary_file_reads_as_an_empty_frame(tmp_path):
+    """A file of no rows still gives one (empty) piece: the same empty table as a frame."""
+    from sweep import report
+
+    s, _ = simulated_summary(tmp_path)
+    path = tmp_path / "empty.parquet"
+    s.iloc[:0].to_parquet(path, index=False)
+    pieces = list(report.open_summary(path).pieces())
+    assert len(pieces) == 1 and pieces[0].empty and "precopy_bandwidth_bytes_per_s" in pieces[0]
+    from_file = planner.downtime_plan(report.open_summary(path))
+    assert list(from_file.columns) == list(planner.downtime_plan(s.iloc[:0]).columns)
+    assert from_file.empty

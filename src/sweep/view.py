@@ -266,6 +266,9 @@ class Summary:
                 )
                 for batch in pieces:
                     yield derive(_plain(batch).to_pandas(), aid_categories=AID_NAMES)
+                if f.metadata.num_rows == 0:  # one empty piece: the columns, their types
+                    empty = f.schema_arrow.empty_table().select(list(columns))
+                    yield derive(empty.to_pandas(), aid_categories=AID_NAMES)
 
         return cls(read)
 
