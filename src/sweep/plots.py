@@ -558,8 +558,9 @@ def phase_map(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REPORT) -> 
             yield np.where(conv, cells.codes(df), -1), t
 
     n, n_conv = aggregate.group_sums(converged, cells.size)
+    median = aggregate.median(times, cells.size, counts=n_conv.astype(np.int64))
     with np.errstate(invalid="ignore", divide="ignore"):
-        agg = cells.frame(time_s=aggregate.median(times, cells.size), share=n_conv / n)
+        agg = cells.frame(time_s=median, share=n_conv / n)
     agg = agg[n > 0].reset_index(drop=True)
     xlev, ylev = shown.levels[DR], shown.levels[BW]
     dirty_label, dirty_fmt = dirty_axis(shown)
@@ -1086,8 +1087,9 @@ def expected_vs_actual(summary: pd.DataFrame | Summary, style: FigStyle = FIG_RE
             above += np.count_nonzero(y > x)
         above /= n
         ratio = aggregate.median(
-            lambda: ((np.zeros(len(x), dtype=np.int64), y / x) for x, y in points()), 1
-        )[0]
+            lambda: ((np.zeros(len(x), dtype=np.int64), y / x) for x, y in points()), 1,
+            counts=np.array([n]),
+        )[0]  # fmt: skip
         mesh = ax.pcolormesh(edges, edges, np.ma.masked_equal(counts.T, 0), cmap=SEQUENTIAL,
                              norm=mcolors.LogNorm(1, max(counts.max(), 10)),
                              rasterized=True)  # fmt: skip
