@@ -106,3 +106,10 @@ def test_selection_counts_the_rows_below_at_every_digit(shift):
     codes = np.zeros(len(values), dtype=np.int64)
     got = aggregate.group_quantiles(stream(codes, values, 4), 1, QS, budget=2)
     assert got[0].tobytes() == np.quantile(values, QS).tobytes()
+
+
+def test_counts_that_do_not_match_the_pieces_are_refused():
+    codes = np.array([0, 0, 1])
+    values = np.array([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="counts given for 4 rows, the pieces hold 3"):
+        aggregate.group_quantiles(stream(codes, values, 2), 2, [0.5], counts=np.array([3, 1]))

@@ -6,7 +6,7 @@ hundreds of MB, and a grid ten times larger would not fit a 1 GiB job.  Here the
 a re-readable stream of pieces (``pieces()`` yields ``(codes, values)``: a group number per
 row, -1 to leave the row out, and its value), and every statistic is exact:
 
-* counts, sums, minima and maxima are added up piece by piece;
+* counts and sums are added up piece by piece;
 * quantiles: a first pass counts the rows of each group; groups are then packed into parts
   of at most ``budget`` rows, and each part is one more pass that keeps only its groups'
   values and sorts them.  Groups larger than ``budget`` are found by radix selection
@@ -199,10 +199,12 @@ def _quantiles_in_memory(
     codes = np.concatenate(kept_codes)
     values = np.concatenate(kept_values).astype(float, copy=False)
     del kept_codes, kept_values
-    order = np.lexsort((values, codes))
-    values = values[order]
     groups = np.flatnonzero(member)
     n = counts[groups]
+    if len(values) != n.sum():
+        raise ValueError(f"counts given for {n.sum()} rows, the pieces hold {len(values)}")
+    order = np.lexsort((values, codes))
+    values = values[order]
     start = np.concatenate(([0], np.cumsum(n)[:-1]))
     for k, q in enumerate(qs):
         below, above, gamma = _ranks(n, q)
