@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -122,8 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 figures.append({"scenarios": n, "job": job, **got})
                 print(f"{n:>11,} {job:>12} {got['wall_s']:>7.1f} {got['peak_rss_mib']:>13,.0f}",
                       flush=True)  # fmt: skip
-            for path in sorted(sweep.rglob("*"), reverse=True):
-                path.unlink() if path.is_file() else path.rmdir()
+            shutil.rmtree(sweep)  # the next size's copies need the disk
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
     return 0
