@@ -113,3 +113,14 @@ def test_counts_that_do_not_match_the_pieces_are_refused():
     values = np.array([1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="counts given for 4 rows, the pieces hold 3"):
         aggregate.group_quantiles(stream(codes, values, 2), 2, [0.5], counts=np.array([3, 1]))
+
+
+def test_several_sums_in_one_pass_equal_one_sum_each():
+    codes = np.array([0, 1, -1, 1, 2, 2])
+    values = np.array([[1.0, 2.0, 100.0, 3.0, 0.5, 0.5], [0.0, 1.0, 1.0, 1.0, 0.0, 1.0]])
+    pieces = aggregate.as_pieces([(codes[:4], values[:, :4]), (codes[4:], values[:, 4:])])
+    n, both = aggregate.group_sums(pieces, 3)
+    assert both.shape == (2, 3)
+    for k in range(2):
+        alone = aggregate.group_sums(stream(codes, values[k], 4), 3)
+        assert n.tolist() == alone[0].tolist() and both[k].tolist() == alone[1].tolist()

@@ -56,13 +56,22 @@ def group_counts(pieces: Pieces, n_groups: int) -> np.ndarray:
 
 
 def group_sums(pieces: Pieces, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """(count, sum) per group, sums accumulated piece by piece in float64."""
+    """(count, sum) per group, sums accumulated piece by piece in float64.
+
+    `values` may hold k rows of values per row of codes (shape (k, rows)): the sums then have
+    shape (k, n_groups), all taken in the same pass.
+    """
     counts = np.zeros(n_groups, dtype=np.int64)
     sums = np.zeros(n_groups, dtype=float)
     for codes, values in pieces():
         keep = codes >= 0
-        counts += np.bincount(codes[keep], minlength=n_groups)
-        sums += np.bincount(codes[keep], weights=values[keep], minlength=n_groups)
+        kept = codes[keep]
+        counts += np.bincount(kept, minlength=n_groups)
+        values = np.asarray(values, dtype=float)[..., keep]
+        if values.ndim > 1 and sums.ndim == 1:
+            sums = np.zeros((len(values), n_groups))
+        sums += np.array([np.bincount(kept, weights=v, minlength=n_groups)
+                          for v in np.atleast_2d(values)]).reshape(sums.shape)  # fmt: skip
     return counts, sums
 
 

@@ -618,20 +618,23 @@ def _panel_groups(agg: pd.DataFrame, row: str | None) -> Iterator[tuple[tuple, p
         yield ((key[0], key[1]) if row else (None, key[0])), part
 
 
+def _exceeded(df: pd.DataFrame) -> np.ndarray:
+    """Downtime over the limit as 1.0 or 0.0; NaN for a cancelled scenario (nothing to judge)."""
+    return df["downtime_exceeded"].astype("Float64").astype(float).to_numpy()
+
+
 def violation_share(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REPORT) -> Figure:
     """Share of converged scenarios whose downtime exceeded the limit, per grid cell."""
     src = Summary.of(summary)
     row, rows, cols, where, shown, cells = _heatmap_cells(src, style)
 
-    def rows_of(judged: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def judged_and_over() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for df in src.pieces(where):
-            exceeded = df["downtime_exceeded"].astype("Float64").astype(float)  # NaN: cancelled
-            x = exceeded.to_numpy()
-            codes = cells.codes(df)
-            yield (np.where(np.isnan(x), -1, codes) if judged else codes), np.nan_to_num(x)
+            x = _exceeded(df)
+            judged = ~np.isnan(x)
+            yield cells.codes(df), np.stack([judged, np.where(judged, x, 0.0)])
 
-    n, _ = aggregate.group_sums(lambda: rows_of(False), cells.size)
-    n_judged, n_over = aggregate.group_sums(lambda: rows_of(True), cells.size)
+    n, (n_judged, n_over) = aggregate.group_sums(judged_and_over, cells.size)
     with np.errstate(invalid="ignore", divide="ignore"):
         agg = cells.frame(share=np.where(n_judged > 0, n_over / n_judged, np.nan))
     agg = agg[n > 0].reset_index(drop=True)
@@ -1001,7 +1004,7 @@ def downtime_vs_limit(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REP
 
     def exceeded() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for df in src.pieces(converged):
-            x = df["downtime_exceeded"].astype("Float64").astype(float).to_numpy()
+            x = _exceeded(df)
             yield np.where(np.isnan(x), -1, per_limit.codes(df)), np.nan_to_num(x)
 
     judged, over_limit = aggregate.group_sums(exceeded, n_lim)
