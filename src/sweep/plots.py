@@ -511,9 +511,11 @@ def dirty_axis(data: pd.DataFrame | Axes) -> tuple[str, callable]:
     """(label, tick formatter) for dirty-rate axes: MB/s (decimal, as configs write rates)
     when every scenario has the same page size, else pages/s."""
     if isinstance(data, Axes):
-        pages = data.levels.get("page_size_bytes", [4096])
-    else:
-        pages = data["page_size_bytes"].unique() if "page_size_bytes" in data else [4096]
+        return _dirty_unit(data.levels.get("page_size_bytes", [4096]))
+    return _dirty_unit(data["page_size_bytes"].unique() if "page_size_bytes" in data else [4096])
+
+
+def _dirty_unit(pages: Sequence[float]) -> tuple[str, callable]:
     if len(pages) == 1:
         page = float(pages[0])
         return "guest dirty rate (MB/s)", lambda v: _plain_number(v * page / 1e6)
@@ -966,7 +968,7 @@ def downtime_vs_limit(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REP
     seen = src.axes(converged, key="converged")
     limits = seen.levels.get(DL, [])
     per_limit = Cells([DL], seen.levels)
-    n_lim = per_limit.size if limits else 0
+    n_lim = len(limits)
 
     def boxes() -> Iterator[tuple[np.ndarray, np.ndarray]]:  # (capped, limit) groups
         for df in src.pieces(converged):
@@ -1196,7 +1198,7 @@ def _planner_grid(
     idx = pd.Series(np.arange(len(levels), dtype=float), index=levels)
     agg["k"] = agg["v"].map(idx)
     xlev, ylev = _levels(agg[DR]), _levels(agg[y])
-    dirty_label, dirty_fmt = dirty_axis(Axes({"page_size_bytes": cells.pages or [4096]}))
+    dirty_label, dirty_fmt = _dirty_unit(cells.pages or [4096])
     cols = _levels(agg[row]) if row else [None]
     panels = {}
     for c in cols:
