@@ -254,8 +254,8 @@ def plan_parts(
 ) -> tuple[list[str], Iterator[pd.DataFrame]]:
     """(the table's cell columns, its rows part by part) for the `kind` plan of :data:`PLANS`.
 
-    The summary is read once per part of about `rows` (:data:`PART_ROWS`) rows, so memory
-    follows the part, not the sweep.
+    Parts hold whole cells, about `rows` (:data:`PART_ROWS`) summary rows each: memory
+    follows the part, not the sweep (see :func:`_cell_parts`).
     """
     src = Summary.of(summary)
     target, cell, finish = PLANS[kind]
