@@ -641,30 +641,34 @@ class Engine:
         st = self.st
         fresh = (st.t == st.win_start) & (st.win_bytes == 0)
         ready = st.live & (fresh | (st.budget == 0)) & ~self.capped()
-        i = flat(ready)
-        if i.size == 0:
-            return
-        self.jump(i, fresh[i])
+        if np.count_nonzero(ready):
+            self.jump(ready, fresh)
 
     def capped(self) -> np.ndarray:
         """Scenarios the manager cancels at their next loop top (more than max_iterations)."""
         st = self.st
         return (st.max_iterations > 0) & (st.sync_count > st.max_iterations)
 
-    def jump(self, i: np.ndarray, fresh: np.ndarray) -> None:
-        """The closed-form jump for scenarios `i` (see jump_quiet_windows).
+    def jump(self, ready: np.ndarray, fresh: np.ndarray) -> None:
+        """The closed-form jump for the scenarios `ready` (see jump_quiet_windows).
 
         Bytes from here: the started window's last `m` slices (m = 0 for a fresh window),
         then regular windows of ``window_bytes``, the first slice of each being ``cap1``.
+
+        It works on whole arrays, every row, and masks the rows that do not jump: nearly
+        every scenario still running jumps in every pass, and a gather and a scatter per
+        field cost more numpy calls than the arithmetic on the few rows that do not
+        (docs/performance.md, step 13).  A row that does not jump sends 0 bytes, which
+        leaves its queues exactly as they are (a share of 1.0, a change of 0.0).
         """
         st = self.st
-        one_slice, cap1, window_bytes = st.one_slice[i], st.cap1[i], st.window_bytes[i]
+        one_slice, cap1, window_bytes = st.one_slice, st.cap1, st.window_bytes
 
         # The queue as the scan meets it: up to three segments of different wire cost per
         # page, so pages sent are a piecewise-linear function of bytes sent (`Scan`).
-        scan, pages = self.scan(i)
-        t, slice_bytes, sync_count = st.t[i], st.slice_bytes[i], st.sync_count[i]
-        elapsed = t - st.win_start[i]
+        scan, pages = self.scan(slice(None))
+        t, slice_bytes, sync_count = st.t, st.slice_bytes, st.sync_count
+        elapsed = t - st.win_start
         m = np.where(fresh, 0, -((elapsed - C.BUFFER_DELAY_US) // C.MAX_WAIT_US))
         base = m * slice_bytes
         # A decision point after b bytes is quiet while the queue then stays above the guard
@@ -676,12 +680,12 @@ class Engine:
         # noise; `room` keeps a page queued (a slice that empties the queue ends early: an
         # ordinary pass takes it).
         close_ms = (elapsed + m * C.MAX_WAIT_US) / 1000.0
-        _, closing = switchover_threshold((st.win_bytes[i] + base) / close_ms, st.Bsw[i], st.DL[i])
-        regular_threshold = st.regular_threshold[i]
+        _, closing = switchover_threshold((st.win_bytes + base) / close_ms, st.Bsw, st.DL)
+        regular_threshold = st.regular_threshold
         closing = np.where(fresh, regular_threshold, closing)
-        P = st.P[i]
+        P = st.P
         now, after_close, regular, room = scan.bytes_for(
-            np.stack([pages - st.threshold[i] / P - 1.0, pages - closing / P - 1.0,
+            np.stack([pages - st.threshold / P - 1.0, pages - closing / P - 1.0,
                       pages - regular_threshold / P - 1.0, pages - 1.0])
         )  # fmt: skip
         # Zones and limits are counted from `base` (the end of the started window), so that
@@ -715,15 +719,15 @@ class Engine:
         # up to the first one that would sync.  Every decision point passed lies before
         # min(max_time, that tick): the landing may be one slice (one window, for one-slice
         # windows) after it.
-        next_tick = st.next_tick[i]
+        next_tick = st.next_tick
         synced = sync_count > 1  # not in the first pass
-        stale = synced & (sync_count == st.prev_sync_cnt[i])
+        stale = synced & (sync_count == st.prev_sync_cnt)
         syncing_tick = np.where(
-            st.periodic[i] & synced,
+            st.periodic & synced,
             np.where(stale, next_tick, next_tick + C.PERIODIC_SYNC_US),
             NEVER,
         )
-        horizon = np.minimum(st.max_time_us[i], syncing_tick) - t
+        horizon = np.minimum(st.max_time_us, syncing_tick) - t
         step = np.where(one_slice, C.BUFFER_DELAY_US, C.MAX_WAIT_US)
         span = horizon + step - 1 - m * C.MAX_WAIT_US
         # Whole windows, then one more first slice when first == second + 1.
@@ -742,76 +746,75 @@ class Engine:
         lands = k * window_bytes + extra * cap1  # the landing point, from base (as limit)
         need = np.add.reduce(scan.wire, axis=0) - (whole + extra * cap1)
         empties = (
-            (st.budget[i] == 0)
+            (st.budget == 0)
             & (lands < limit)
-            & (need + st.wire_normal[i] <= slice_bytes)
+            & (need + st.wire_normal <= slice_bytes)
             & ((m + extra) * C.MAX_WAIT_US + k * C.BUFFER_DELAY_US < horizon)
         )
         # A started window is taken whole or not at all: its slices' decision points (the
         # last at base - slice_bytes) must be quiet, its bytes leave a page, it ends in time.
         finishes = (m > 0) & (-slice_bytes < limit) & (base <= room) & (span >= 0)
-        take = flat(np.where(fresh, (k >= 1) | (extra == 1) | empties, finishes))
-        if take.size == 0:
+        take = ready & np.where(fresh, (k >= 1) | (extra == 1) | empties, finishes)
+        if not np.count_nonzero(take):
             return
-        i, k, extra, m, base, t = i[take], k[take], extra[take], m[take], base[take], t[take]
-        window_bytes, cap1, pages, whole = window_bytes[take], cap1[take], pages[take], whole[take]
-        close_ms, next_tick, syncing_tick = close_ms[take], next_tick[take], syncing_tick[take]
-        sync_count = sync_count[take]
-        empties, need = empties[take], need[take]
-        scan = scan.take(take)
 
         # Bytes of the landing window: its lone first slice, then the emptying slice, if any.
         tail = np.where(extra == 1, cap1, 0.0) + np.where(empties, need, 0.0)
-        ends = np.where(empties, num.ceil(need / st.L[i]), 0.0).astype(np.int64)
-        sent = whole + tail
+        ends = np.where(empties, num.ceil(need / st.L), 0.0).astype(np.int64)
+        sent = np.where(take, whole + tail, 0.0)
         gone = scan.pages_sent(np.stack([sent, whole, whole - window_bytes, base]))
-        x0 = st.X[i]
-        self.send_from(i, scan, sent)
-        started = flat(m > 0)
+        x0 = None if self.samples is None else st.X.copy()
+        self.send_from(scan, sent)
+        started = flat(take & (m > 0))
         if started.size:  # the started window closes: its counters (and sample) first
-            j, b, prefix_pages = i[started], base[started], gone[3][started]
+            b, prefix_pages = base[started], gone[3][started]
             self.window_counters(
-                j, st.win_bytes[j] + b, st.win_pages[j] + prefix_pages, close_ms[started]
-            )
+                started, st.win_bytes[started] + b, st.win_pages[started] + prefix_pages,
+                close_ms[started],
+            )  # fmt: skip
             if self.samples is not None:
                 self.record_sample(
-                    j, t[started] + m[started] * C.MAX_WAIT_US, x0[started] + b,
-                    pages[started] - prefix_pages, st.pages_per_second[j],
+                    started, t[started] + m[started] * C.MAX_WAIT_US, x0[started] + b,
+                    pages[started] - prefix_pages, st.pages_per_second[started],
                 )  # fmt: skip
-        st.win_start[i] = t + m * C.MAX_WAIT_US + k * C.BUFFER_DELAY_US
-        st.t[i] = st.win_start[i] + extra * C.MAX_WAIT_US + ends
-        st.win_bytes[i] = tail
-        st.win_pages[i] = gone[0] - gone[1]
+        win_start = t + m * C.MAX_WAIT_US + k * C.BUFFER_DELAY_US
+        landed = win_start + extra * C.MAX_WAIT_US + ends
+        st.win_start = np.where(take, win_start, st.win_start)
+        st.t = np.where(take, landed, t)
+        st.win_bytes = np.where(take, tail, st.win_bytes)
+        st.win_pages = np.where(take, gone[0] - gone[1], st.win_pages)
         # Ticks crossed were no-ops: as timer_tick would, note the sync count, move on.
-        landed = st.t[i]
-        crossed = next_tick <= landed
+        crossed = take & (next_tick <= landed)
         after = next_tick + ((landed - next_tick) // C.PERIODIC_SYNC_US + 1) * C.PERIODIC_SYNC_US
-        st.next_tick[i] = np.where(crossed, np.minimum(after, syncing_tick), next_tick)
-        st.prev_sync_cnt[i] = np.where(crossed, sync_count, st.prev_sync_cnt[i])
+        st.next_tick = np.where(crossed, np.minimum(after, syncing_tick), next_tick)
+        st.prev_sync_cnt = np.where(crossed, sync_count, st.prev_sync_cnt)
         # Counters of the last whole regular window, for those that crossed one.
-        w = flat(k >= 1)
-        j = i[w]
+        w = flat(take & (k >= 1))
         last_window = gone[1] - gone[2]
-        self.window_counters(j, window_bytes[w], last_window[w], C.BUFFER_DELAY_US / 1000.0)
+        self.window_counters(w, window_bytes[w], last_window[w], C.BUFFER_DELAY_US / 1000.0)
         if self.samples is not None:
-            t0 = t + m * C.MAX_WAIT_US
-            self.record_jump_samples(i, k, t0, x0 + base, base, window_bytes, pages, scan)
+            i = flat(take)
+            t0 = (t + m * C.MAX_WAIT_US)[i]
+            self.record_jump_samples(
+                i, k[i], t0, (x0 + base)[i], base[i], window_bytes[i], pages[i], scan.take(i)
+            )
 
-    def send_from(self, i: np.ndarray, scan: Scan, sent: np.ndarray) -> None:
-        """Take `sent` bytes from the queues in scan order (no clock, no window counters)."""
+    def send_from(self, scan: Scan, sent: np.ndarray) -> None:
+        """Take `sent` bytes (one entry per row, 0 for none) from the queues in scan order
+        (no clock, no window counters)."""
         st = self.st
         data, zero, new = scan.left(sent)
-        zero = np.where(st.zero_last[i], zero, data)
-        st.zero_pages[i] += st.R_z[i] * (1.0 - zero)
-        st.normal_pages[i] += (st.R_c[i] + st.R_h[i]) * (1.0 - data) + st.R_n[i] * (1.0 - new)
-        st.R_z[i] *= zero
-        st.R_c[i] *= data
-        st.R_h[i] *= data
-        st.R_n[i] *= new
-        st.X[i] += sent
-        st.precopy_bytes[i] += sent
+        zero = np.where(st.zero_last, zero, data)
+        st.zero_pages += st.R_z * (1.0 - zero)
+        st.normal_pages += (st.R_c + st.R_h) * (1.0 - data) + st.R_n * (1.0 - new)
+        st.R_z *= zero
+        st.R_c *= data
+        st.R_h *= data
+        st.R_n *= new
+        st.X += sent
+        st.precopy_bytes += sent
 
-    def scan(self, i: np.ndarray) -> tuple[Scan, np.ndarray]:
+    def scan(self, i: np.ndarray | slice) -> tuple[Scan, np.ndarray]:
         """The queues of scenarios `i` in scan order, in wire bytes and pages, and the pages
         queued (remaining(i), from the same gathers)."""
         st = self.st
