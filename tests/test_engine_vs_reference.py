@@ -14,14 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sweep import grid
-from sweep.engine import ITERATION_FIELDS, SAMPLE_FIELDS, SUMMARY_FIELDS, run_chunk
+from sweep.engine import ITERATION_FIELDS, SAMPLE_FIELDS, SUMMARY_FIELDS, Engine, run_chunk
 from sweep.params import normalize
-from sweep.reference import simulate_reference
+from sweep.reference import SYNC_EXACT, SYNC_TIMER, simulate_reference
 
 INTEGER_FIELDS = {
     "status", "dirty_sync_count", "throttle_pct", "sync_reason", "time_us",
@@ -210,6 +211,74 @@ def test_engine_equals_reference_where_a_jump_limit_is_a_window_edge() -> None:
          "link_bandwidth": link, "downtime_limit": limit, "dirty_rate": rate}
         for pattern, aid, ws, link, limit, rate in cases
     ])  # fmt: skip
+
+
+def test_engine_equals_reference_when_the_timer_and_the_thread_sync_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The 5 s timer's syncs join the migration thread's in one batch (Engine.timer_tick).
+    Perf-grid scenarios where one pass holds both kinds and where a scenario the timer has
+    just synced wants an exact sync at once; syncs of 4.5-4.99 s, after which a tick comes
+    due again at once and the engine takes the ticks one at a time; a 12 s setup with a
+    rate limit, whose first pass finds two ticks due."""
+    perf = {
+        "ram_size": "4GiB",
+        "max_bandwidth": 0,
+        "max_time": "600s",
+        "max_iterations": 30,
+        "auto_converge": True,
+        "link_bandwidth": 714706147.5518239,
+        "downtime_limit": 1285,
+    }
+    rows = [
+        {**perf, "write_pattern": "uniform", "working_set_size": "5%", "dirty_rate": 63720.703125},
+        {**perf, "write_pattern": "uniform", "working_set_size": "5%", "dirty_rate": 935058.59375},
+        {**perf, "write_pattern": "uniform", "working_set_size": "20%", "dirty_rate": 13720.703125},
+        {**perf, "write_pattern": "sequential", "working_set_size": "5%", "dirty_rate": 11328.125},
+    ]
+    slow = {
+        "ram_size": "1GiB",
+        "dirty_rate": "50MB/s",
+        "link_bandwidth": "1Gbit/s",
+        "auto_converge": True,
+        "max_time": "100s",
+        "max_iterations": 0,
+    }
+    rows += [
+        {**slow, "max_bandwidth": 0, "sync_time": "4.5s"},
+        {**slow, "max_bandwidth": "50MB/s", "sync_time": "4.99s"},
+        {**slow, "max_bandwidth": "100MB/s", "setup_time": "12s"},
+    ]  # fmt: skip
+    batches: list[set[int]] = []
+    in_turn: list[int] = []
+    real_sync, real_turn = Engine.bitmap_sync, Engine.ticks_in_turn
+
+    def sync(self: Engine, i: np.ndarray, reason: object, cost: bool = True) -> None:
+        batches.append(set(np.atleast_1d(reason).tolist()) if i.size else set())
+        real_sync(self, i, reason, cost)
+
+    def turn(self: Engine, i: np.ndarray) -> None:
+        before = self.st.sync_count.sum()
+        real_turn(self, i)
+        in_turn.append(int(self.st.sync_count.sum() - before))
+
+    monkeypatch.setattr(Engine, "bitmap_sync", sync)
+    monkeypatch.setattr(Engine, "ticks_in_turn", turn)
+    result = run_chunk(normalize(rows))
+    # the three paths ran: a mixed batch, ticks in turn with and without syncs
+    assert {SYNC_TIMER, SYNC_EXACT} in batches
+    assert any(n > 0 for n in in_turn) and 0 in in_turn
+    # and a scenario the timer synced synced again at once, after the timer's sync
+    table = pd.DataFrame(result.iterations)
+    nxt = table.groupby("row").shift(-1)
+    sync_us = np.round(normalize(rows)["sync_time_ms"].to_numpy() * 1000)[table["row"]]
+    again = (
+        (table["sync_reason"] == SYNC_TIMER)
+        & (nxt["sync_reason"] == SYNC_EXACT)
+        & (nxt["time_us"] == table["time_us"] + sync_us)
+    )
+    assert again[table["row"] < 4].any()
+    compare(rows)
 
 
 PERF_GRID = grid.plan(

@@ -350,8 +350,8 @@ class Engine:
         return np.where(st.dirty_limit_active[i], np.minimum(rate, st.quota[i]), rate)
 
     # --- ram.c ------------------------------------------------------------------------------
-    def bitmap_sync(self, i: np.ndarray, reason: int, cost: bool = True) -> None:
-        """migration_bitmap_sync for the scenarios `i`."""
+    def bitmap_sync(self, i: np.ndarray, reason: int | np.ndarray, cost: bool = True) -> None:
+        """migration_bitmap_sync for the scenarios `i` (a reason for all, or one each)."""
         if i.size == 0:
             return
         st = self.st
@@ -487,18 +487,30 @@ class Engine:
             throttle_pct=st.throttle[i],
         )  # fmt: skip
 
-    def iteration_run(self, active: np.ndarray) -> None:
-        """migration_iteration_run: maybe sync, maybe switch over, else one iterate slice."""
+    def iteration_run(self, active: np.ndarray, timer: np.ndarray) -> None:
+        """migration_iteration_run: maybe sync, maybe switch over, else one iterate slice.
+
+        `timer`: the scenarios whose 5 s tick syncs first (timer_tick); their syncs join
+        this pass's, and the queue they leave is judged after them."""
         st = self.st
         pending = self.remaining(slice(None)) * st.P
         threshold = st.threshold
-        want = active & np.where(
-            st.sync_le, num.at_most(pending, threshold), num.below(pending, threshold)
-        )
-        i = flat(want)
+        want = active & self.sync_wanted(pending, threshold, st.sync_le)
+        if timer.size:
+            want[timer] = False  # judged below, after the timer's sync
+            exact = flat(want)
+            i = np.concatenate([timer, exact])
+            reason = np.repeat(np.array([SYNC_TIMER, SYNC_EXACT]), [timer.size, exact.size])
+        else:
+            i, reason = flat(want), SYNC_EXACT
         if i.size:
-            self.bitmap_sync(i, SYNC_EXACT)
+            self.bitmap_sync(i, reason)
             pending[i] = self.remaining(i) * st.P[i]
+        if timer.size:
+            again = timer[self.sync_wanted(pending[timer], threshold[timer], st.sync_le[timer])]
+            if again.size:
+                self.bitmap_sync(again, SYNC_EXACT)
+                pending[again] = self.remaining(again) * st.P[again]
         switch = active & np.where(
             st.complete_le,
             num.at_most(pending, threshold),
@@ -509,6 +521,11 @@ class Engine:
         st.live &= ~switch
         st.stopping |= switch
         self.ram_save_iterate(active & ~switch)
+
+    @staticmethod
+    def sync_wanted(pending: np.ndarray, threshold: np.ndarray, sync_le: np.ndarray) -> np.ndarray:
+        """The migration thread syncs when pending is below the threshold (at most, 10.1+)."""
+        return np.where(sync_le, num.at_most(pending, threshold), num.below(pending, threshold))
 
     def ram_save_iterate(self, go: np.ndarray) -> None:
         """One slice for every scenario in `go` (the common path: no index sets)."""
@@ -576,10 +593,33 @@ class Engine:
         self.total_time_ms[rows] = downtime_start / 1000.0 + downtime_ms
         self.finish(i, COMPLETED)
 
-    def timer_tick(self) -> None:
-        """cpu_throttle_dirty_sync_timer_tick for scenarios whose 5 s tick is due."""
+    def timer_tick(self) -> np.ndarray:
+        """cpu_throttle_dirty_sync_timer_tick for scenarios whose 5 s tick is due; returns
+        those whose tick syncs now.
+
+        The tick and the migration thread's next step happen at the same time t, so
+        iteration_run runs these syncs in one batch with its own, each scenario's timer sync
+        first: one bitmap_sync per pass instead of two, which a pass's fixed cost feels
+        (docs/performance.md, step 14).  A tick that comes due again right after its sync
+        (a sync longer than the 5 s period) must sync before the migration thread runs: then
+        every due tick is taken here, one at a time, as the reference does."""
         st = self.st
         i = flat(st.live & (st.t >= st.next_tick))
+        if i.size == 0:
+            return i
+        sync_count = st.sync_count[i]
+        stale = (sync_count > 1) & (sync_count == st.prev_sync_cnt[i])
+        synced_at = st.t[i] + np.where(stale, st.sync_us[i], 0)
+        if np.count_nonzero(synced_at >= st.next_tick[i] + C.PERIODIC_SYNC_US):
+            self.ticks_in_turn(i)
+            return i[:0]
+        st.prev_sync_cnt[i] = sync_count + stale  # the count after the sync
+        st.next_tick[i] += C.PERIODIC_SYNC_US
+        return i[stale]
+
+    def ticks_in_turn(self, i: np.ndarray) -> None:
+        """Every due tick of the scenarios `i`, each tick's sync at once."""
+        st = self.st
         while i.size:
             stale = (st.sync_count[i] > 1) & (st.sync_count[i] == st.prev_sync_cnt[i])
             self.bitmap_sync(i[stale], SYNC_TIMER)  # charged like the reference's
@@ -846,8 +886,8 @@ class Engine:
                 passes += 1
                 self.jump_quiet_windows()
                 self.manager_cancels()
-                self.timer_tick()
-                self.iteration_run(st.live.copy())
+                timer = self.timer_tick()
+                self.iteration_run(st.live.copy(), timer)
                 self.update_counters(st.live & (st.t - st.win_start >= C.BUFFER_DELAY_US))
                 sleepy = st.live & st.budget_spent
                 if np.count_nonzero(sleepy):  # .any() costs several times more per call
