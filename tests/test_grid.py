@@ -326,6 +326,19 @@ def test_relations_across_axes_name_the_grid_row():
     assert "at most nonzero_size" in error.allowed
 
 
+def test_a_sync_as_long_as_the_periodic_timer_is_refused_where_the_timer_runs():
+    """9.2's 5 s timer under auto-converge: a sync of 5 s or more would find the next tick
+    due as it ends and sync again without end (the model hung); refused before any work,
+    allowed where the timer does not run."""
+    config = {"fixed": {"auto_converge": True, "qemu_version": "9.2"},
+              "axes": {"sync_time": ["1ms", "5s"]}}  # fmt: skip
+    error = raises(config, "sync_time", "grid row 1", "below 5000 ms", "without end")
+    assert error.value == 5000.0
+    for fixed in ({"auto_converge": False}, {"auto_converge": True, "qemu_version": "9.1"}):
+        assert grid.build({"fixed": fixed, "axes": {"sync_time": ["5s", "20s"]}}).plan.size == 2
+    assert grid.build({**config, "axes": {"sync_time": ["4999ms"]}}).plan.size == 1
+
+
 def test_chunk_out_of_range():
     with pytest.raises(ParameterError, match="chunk"):
         grid.plan(CONFIG).chunk_range(4)

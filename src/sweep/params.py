@@ -42,6 +42,11 @@ __all__ = [
 PAGE_SIZE_DEFAULT = 4096
 
 
+#: 9.2+ with auto-converge: the period of the timer that forces a dirty sync
+#: (CPU_THROTTLE_DIRTY_SYNC_TIMESLICE_MS).
+PERIODIC_SYNC_MS = 5000
+
+
 class ParameterError(ValueError):
     """Bad input: names the key, the value and what is allowed."""
 
@@ -173,7 +178,8 @@ PARAMETERS: tuple[Param, ...] = (
           "query-migrate reports as setup-time.", qemu="setup-time",
           minimum=0, maximum=600_000),
     Param("sync_time", "sync_time_ms", "duration_ms", 1.0,
-          "Fixed cost of one dirty-bitmap sync on the migration thread.",
+          "Fixed cost of one dirty-bitmap sync on the migration thread.  Below 5 s with "
+          "auto_converge from QEMU 9.2 (its 5 s timer would sync again at once).",
           minimum=0, maximum=60_000),
     Param("stop_time", "stop_time_ms", "duration_ms", 5.0,
           "Cost of stopping the vCPUs at switchover (counts in the downtime).",
@@ -510,12 +516,21 @@ def _check_relations(out: pd.DataFrame) -> None:
     known = [parse_version(v) for v in version.categories]
     no_switch = np.array([not v.has_switchover_bandwidth for v in known])[version.codes]
     no_limit = np.array([not v.has_dirty_limit for v in known])[version.codes]
+    periodic = np.array([v.periodic_sync for v in known])[version.codes]
     rules += [
         (no_switch & (out["switchover_bandwidth_bytes_per_s"].to_numpy() > 0),
          "switchover_bandwidth", "switchover_bandwidth_bytes_per_s",
          "0 before QEMU 8.2 (avail-switchover-bandwidth does not exist there)"),
         (no_limit & out["dirty_limit"].to_numpy(), "dirty_limit", "dirty_limit",
          "false before QEMU 8.1 (no dirty-limit capability)"),
+        # the model charges each sync to the clock its timer runs on: a sync as long as the
+        # period would find the next tick due as it ends, and sync again without end
+        (periodic & out["auto_converge"].to_numpy()
+         & (out["sync_time_ms"].to_numpy() >= PERIODIC_SYNC_MS),
+         "sync_time", "sync_time_ms",
+         f"below {PERIODIC_SYNC_MS} ms with auto_converge from QEMU 9.2: its "
+         f"{PERIODIC_SYNC_MS // 1000} s dirty-sync timer would sync again before each sync "
+         "ended, without end"),
     ]  # fmt: skip
     for mask, key, column, allowed in rules:
         row = first(mask)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import numerics as num
-from .params import parse_version
+from .params import PERIODIC_SYNC_MS, parse_version
 from .workloads import distinct_pages, newly_dirty, pattern_code
 
 __all__ = ["Constants", "ReferenceMigration", "simulate_reference"]
@@ -41,7 +41,7 @@ class Constants:
     XFER_LIMIT_RATIO: int = 10  # windows per second: budget = max_bandwidth / 10
     RATE_PERIOD_US: int = 1_000_000  # dirty-pages-rate / throttle period (strictly longer)
     EXPECTED_DOWNTIME_MIN_BYTES: float = 10_000.0
-    PERIODIC_SYNC_US: int = 5_000_000  # 9.2+: auto-converge's forced sync
+    PERIODIC_SYNC_US: int = PERIODIC_SYNC_MS * 1000  # 9.2+: auto-converge's forced sync
     PAGE_HEADER_BYTES: int = 8  # save_page_header without the block name
     ZERO_PAGE_BYTES: int = 9  # header + one byte
 
