@@ -462,6 +462,8 @@ class Engine:
         self, i: np.ndarray, win_bytes: np.ndarray, win_pages: np.ndarray, elapsed_ms: object
     ) -> None:
         """What migration_update_counters derives from one window's bytes and length."""
+        if i.size == 0:
+            return
         st = self.st
         bandwidth = win_bytes / elapsed_ms
         expected_bw_per_ms, st.threshold[i] = switchover_threshold(bandwidth, st.Bsw[i], st.DL[i])
