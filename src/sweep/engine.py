@@ -605,7 +605,7 @@ class Engine:
         The tick and the migration thread's next step happen at the same time t, so
         iteration_run runs these syncs in one batch with its own, each scenario's timer sync
         first: one bitmap_sync per pass instead of two, which a pass's fixed cost feels
-        (docs/performance.md, step 14).  A tick that comes due again right after its sync
+        (docs/performance.md, step 15).  A tick that comes due again right after its sync
         (a sync longer than the 5 s period) must sync before the migration thread runs: then
         every due tick is taken here, one at a time, as the reference does."""
         st = self.st
@@ -703,7 +703,7 @@ class Engine:
         It works on whole arrays, every row, and masks the rows that do not jump: nearly
         every scenario still running jumps in every pass, and a gather and a scatter per
         field cost more numpy calls than the arithmetic on the few rows that do not
-        (docs/performance.md, step 13).  A row that does not jump sends 0 bytes, which
+        (docs/performance.md, step 14).  A row that does not jump sends 0 bytes, which
         leaves its queues exactly as they are (a share of 1.0, a change of 0.0).
         """
         st = self.st
