@@ -600,7 +600,7 @@ def build(config: Mapping[str, Any]) -> Grid:
     layout = plan(config)
     ids = np.empty(layout.size, dtype=np.int64)
     for start, stop in _blocks(layout, BLOCK_ROWS):
-        ids[start:stop] = prepare_rows(layout, layout.rows(start, stop), start)["scenario_id"]
+        ids[start:stop] = _prepared_block(layout, start, stop)["scenario_id"]
     order = np.argsort(ids, kind="stable")  # equal ids stay in grid order
     repeated = ids[order[1:]] == ids[order[:-1]]
     if repeated.any():
