@@ -711,7 +711,7 @@ class Engine:
 
         # The queue as the scan meets it: up to three segments of different wire cost per
         # page, so pages sent are a piecewise-linear function of bytes sent (`Scan`).
-        scan, pages = self.scan(slice(None))
+        scan, pages = self.scan()
         t, slice_bytes, sync_count = st.t, st.slice_bytes, st.sync_count
         elapsed = t - st.win_start
         m = np.where(fresh, 0, -((elapsed - C.BUFFER_DELAY_US) // C.MAX_WAIT_US))
@@ -859,13 +859,13 @@ class Engine:
         st.X += sent
         st.precopy_bytes += sent
 
-    def scan(self, i: np.ndarray | slice) -> tuple[Scan, np.ndarray]:
-        """The queues of scenarios `i` in scan order, in wire bytes and pages, and the pages
-        queued (remaining(i), from the same gathers)."""
+    def scan(self) -> tuple[Scan, np.ndarray]:
+        """Every scenario's queues in scan order, in wire bytes and pages, and the pages
+        queued (remaining(), from the same arrays)."""
         st = self.st
-        zero, cold, hot, new = st.R_z[i], st.R_c[i], st.R_h[i], st.R_n[i]
+        zero, cold, hot, new = st.R_z, st.R_c, st.R_h, st.R_n
         data = cold + hot
-        last, wire_normal = st.zero_last[i], st.wire_normal[i]
+        last, wire_normal = st.zero_last, st.wire_normal
         pages = np.array(scan_order(zero, data, new, last))
         wire = np.array(wire_order(zero, data, new, wire_normal, last))
         return Scan(wire, pages), zero + cold + hot + new
