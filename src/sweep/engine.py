@@ -443,10 +443,9 @@ class Engine:
         st.throttle[i] = np.minimum(np.maximum(new, 1), 99)  # np.clip: slow on small arrays
 
     # --- migration.c ---------------------------------------------------------------------------
-    def update_counters(self, due: np.ndarray) -> None:
-        """migration_update_counters for the scenarios whose window is at least 100 ms old."""
+    def update_counters(self, i: np.ndarray) -> None:
+        """migration_update_counters for the scenarios `i`, whose window is at least 100 ms old."""
         st = self.st
-        i = flat(due)
         if i.size == 0:
             return
         elapsed_ms = (st.t[i] - st.win_start[i]) / 1000.0
@@ -789,7 +788,8 @@ class Engine:
         # the horizon, and the queue fits the slice with a page to spare.
         whole = base + k * window_bytes  # bytes to the end of the last whole window
         lands = k * window_bytes + extra * cap1  # the landing point, from base (as limit)
-        need = np.add.reduce(scan.wire, axis=0) - (whole + extra * cap1)
+        queued = np.add.reduce(scan.wire, axis=0)
+        need = queued - (whole + extra * cap1)
         empties = (
             (st.budget == 0)
             & (lands < limit)
@@ -800,6 +800,23 @@ class Engine:
         # last at base - slice_bytes) must be quiet, its bytes leave a page, it ends in time.
         finishes = (m > 0) & (-slice_bytes < limit) & (base <= room) & (span >= 0)
         take = ready & np.where(fresh, (k >= 1) | (extra == 1) | empties, finishes)
+        # Or the queue empties inside it (queued < base): `full` whole slices, then one of
+        # `last` bytes that empties it.  Taken when each of their decision points is quiet
+        # and before the horizon, and `last` leaves a page to spare either way.  Few rows are
+        # such: they are worked on apart (a started window that drains, `drain` below).
+        d = flat(ready & (queued < base))
+        if d.size:
+            slice_d, wire_normal = slice_bytes[d], st.wire_normal[d]
+            full = np.floor(queued[d] / slice_d)
+            last = queued[d] - full * slice_d
+            drains = (
+                (full * slice_d - base[d] < now[d])
+                & (last >= wire_normal)
+                & (last + wire_normal <= slice_d)
+                & (full * C.MAX_WAIT_US < horizon[d])
+            )
+            d, full, last = d[drains], full[drains], last[drains]
+            take[d] = True
         if not np.count_nonzero(take):
             return
 
@@ -807,10 +824,11 @@ class Engine:
         tail = np.where(extra == 1, cap1, 0.0) + np.where(empties, need, 0.0)
         ends = np.where(empties, num.ceil(need / st.L), 0.0).astype(np.int64)
         sent = np.where(take, whole + tail, 0.0)
+        sent[d] = queued[d]
         gone = scan.pages_sent(np.stack([sent, whole, whole - window_bytes, base]))
         x0 = None if self.samples is None else st.X.copy()
         self.send_from(scan, sent)
-        started = flat(take & (m > 0))
+        started = flat(take & finishes)
         if started.size:  # the started window closes: its counters (and sample) first
             b, prefix_pages = base[started], gone[3][started]
             self.window_counters(
@@ -824,10 +842,16 @@ class Engine:
                 )  # fmt: skip
         win_start = t + m * C.MAX_WAIT_US + k * C.BUFFER_DELAY_US
         landed = win_start + extra * C.MAX_WAIT_US + ends
+        if d.size:  # a drained window goes on, with the slices' bytes and pages
+            landed[d] = t[d] + (full * C.MAX_WAIT_US + num.ceil(last / st.L[d])).astype(np.int64)
+            drained = st.win_start[d], st.win_bytes[d] + queued[d], st.win_pages[d] + gone[0][d]
         st.win_start = np.where(take, win_start, st.win_start)
         st.t = np.where(take, landed, t)
         st.win_bytes = np.where(take, tail, st.win_bytes)
         st.win_pages = np.where(take, gone[0] - gone[1], st.win_pages)
+        if d.size:  # ... and closes after the slice that emptied the queue if its time is up
+            st.win_start[d], st.win_bytes[d], st.win_pages[d] = drained
+            self.update_counters(d[landed[d] - drained[0] >= C.BUFFER_DELAY_US])
         # Ticks crossed were no-ops: as timer_tick would, note the sync count, move on.
         crossed = take & (next_tick <= landed)
         after = next_tick + ((landed - next_tick) // C.PERIODIC_SYNC_US + 1) * C.PERIODIC_SYNC_US
@@ -893,13 +917,13 @@ class Engine:
                 self.manager_cancels()
                 timer = self.timer_tick()
                 self.iteration_run(st.live.copy(), timer)
-                self.update_counters(st.live & (st.t - st.win_start >= C.BUFFER_DELAY_US))
+                self.update_counters(flat(st.live & (st.t - st.win_start >= C.BUFFER_DELAY_US)))
                 sleepy = st.live & st.budget_spent
                 if np.count_nonzero(sleepy):  # .any() costs several times more per call
                     st.t = np.where(
                         sleepy, np.maximum(st.t, st.win_start + C.BUFFER_DELAY_US), st.t
                     )
-                    self.update_counters(sleepy)
+                    self.update_counters(flat(sleepy))
                 stopping = np.count_nonzero(st.stopping)
                 if stopping and (stopping * 5 >= len(st) or not st.live.any()):
                     self.completion(flat(st.stopping))
