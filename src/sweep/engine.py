@@ -47,7 +47,8 @@ CONSTANTS = (
     "dirty_limit", "quota", "periodic", "sync_le", "complete_le", "device_in_transferred",
     "trigger_pct", "ac_initial", "ac_increment", "ac_max", "tailslow", "zero_last", "L_first",
     # a regular window (see regular_window)
-    "one_slice", "cap1", "window_bytes", "regular_threshold",
+    "one_slice", "cap1", "window_bytes", "regular_threshold", "regular_bandwidth",
+    "regular_bw_per_ms", "regular_mbps",
 )  # fmt: skip
 STATE = (
     "t", "R_z", "R_c", "R_h", "R_n", "X", "precopy_bytes", "normal_pages", "zero_pages",
@@ -237,8 +238,13 @@ def regular_window(st: State) -> None:
     second_bound = limited & num.at_most(left2, st.slice_bytes)
     cap2 = np.where(st.one_slice, 0.0, np.where(second_bound, left2, st.slice_bytes))
     st.window_bytes = np.where(st.one_slice, st.cap1, st.cap1 + cap2)
-    bandwidth = st.window_bytes / (C.BUFFER_DELAY_US / 1000.0)
-    _, st.regular_threshold = switchover_threshold(bandwidth, st.Bsw, st.DL)
+    # its counters, but for its pages and expected downtime (as window_counters computes them)
+    elapsed_ms = C.BUFFER_DELAY_US / 1000.0
+    st.regular_bandwidth = st.window_bytes / elapsed_ms
+    st.regular_bw_per_ms, st.regular_threshold = switchover_threshold(
+        st.regular_bandwidth, st.Bsw, st.DL
+    )
+    st.regular_mbps = st.window_bytes * 8.0 / (elapsed_ms / 1000.0) / 1e6
 
 
 def scan_order(
@@ -857,10 +863,18 @@ class Engine:
         after = next_tick + ((landed - next_tick) // C.PERIODIC_SYNC_US + 1) * C.PERIODIC_SYNC_US
         st.next_tick = np.where(crossed, np.minimum(after, syncing_tick), next_tick)
         st.prev_sync_cnt = np.where(crossed, sync_count, st.prev_sync_cnt)
-        # Counters of the last whole regular window, for those that crossed one.
-        w = flat(take & (k >= 1))
-        last_window = gone[1] - gone[2]
-        self.window_counters(w, window_bytes[w], last_window[w], C.BUFFER_DELAY_US / 1000.0)
+        # Counters of the last whole regular window, for those that crossed one: constants of
+        # the scenario (regular_window) but for its pages and the expected downtime.
+        w = take & (k >= 1)
+        st.bandwidth = np.where(w, st.regular_bandwidth, st.bandwidth)
+        st.threshold = np.where(w, st.regular_threshold, st.threshold)
+        st.mbps = np.where(w, st.regular_mbps, st.mbps)
+        window_pages = gone[1] - gone[2]
+        pages_per_second = window_pages / (C.BUFFER_DELAY_US / 1000.0 / 1000.0)
+        st.pages_per_second = np.where(w, pages_per_second, st.pages_per_second)
+        w &= (st.dirty_pages_rate != 0) & (window_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
+        expected = num.floor(st.dirty_bytes_last_sync / st.regular_bw_per_ms)
+        st.expected_downtime = np.where(w, expected, st.expected_downtime)
         if self.samples is not None:
             i = flat(take)
             t0 = (t + m * C.MAX_WAIT_US)[i]
