@@ -10,6 +10,7 @@ almost all queued: W * (1 - R_h / W)) is not mistaken for a disagreement.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -279,6 +280,41 @@ def test_engine_equals_reference_when_the_timer_and_the_thread_sync_together(
     )
     assert again[table["row"] < 4].any()
     compare(rows)
+
+
+def test_engine_equals_reference_when_a_started_window_drains(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Perf-grid scenarios whose queue empties inside a started window: the jump takes its
+    slices and the one that empties the queue, so that the sync follows in the same pass.
+    Without it the slow one (2nd) spent two passes on each of its last 14 syncs, 37 passes
+    for 31 syncs, and set the pass count of a 10^4 chunk.  In the 2nd and 4th the window
+    closes after that slice: its counters and sample come from the jump."""
+    common = {"ram_size": "4GiB", "max_bandwidth": 0, "max_time": "600s", "max_iterations": 30}
+    cases = [  # pattern, auto-converge, working set, link bytes/s, limit ms, dirty pages/s
+        ("uniform", False, "5%", 934592988.2632623, 37, 93505.859375),
+        ("uniform", True, "5%", 1068734966.6729336, 37, 434570.3125),
+        ("sequential", False, "10%", 714706147.5518239, 30, 2014.16015625),
+        ("sequential", True, "10%", 477952807.08233035, 30, 201416.015625),
+    ]
+    rows = [
+        {**common, "write_pattern": pattern, "auto_converge": aid, "working_set_size": ws,
+         "link_bandwidth": link, "downtime_limit": limit, "dirty_rate": rate}
+        for pattern, aid, ws, link, limit, rate in cases
+    ]  # fmt: skip
+    closed_by_jump: list[int] = []
+    real_update = Engine.update_counters
+
+    def update(self: Engine, i: np.ndarray) -> None:
+        if sys._getframe(1).f_code.co_name == "jump":
+            closed_by_jump.extend(self.st.idx[i].tolist())
+        real_update(self, i)
+
+    monkeypatch.setattr(Engine, "update_counters", update)
+    compare(rows)
+    assert {1, 3} <= set(closed_by_jump)
+    slow = run_chunk(normalize(rows[1:2]))
+    assert slow.passes <= slow.summary["dirty_sync_count"][0] == 31
 
 
 PERF_GRID = grid.plan(

@@ -683,7 +683,8 @@ class Engine:
         the queue is provably more than one page above the threshold of every window it
         crosses, and lands on the first one that is not: there the ordinary pass decides
         exactly as the reference does.  When the slice from there would empty the queue (so
-        that the next loop top syncs), it takes that slice too.  It passes only decision
+        that the next loop top syncs), it takes that slice too, also when that happens inside
+        a window already started.  It passes only decision
         points before max_time and before the next timer tick that would sync, so it may land
         on the first one at or after them: the manager and the timer then act at that loop
         top, as in the reference.
