@@ -339,6 +339,14 @@ def test_a_sync_as_long_as_the_periodic_timer_is_refused_where_the_timer_runs():
     assert grid.build({**config, "axes": {"sync_time": ["4999ms"]}}).plan.size == 1
 
 
+def test_no_scenarios_is_refused_by_name():
+    """The notebook API given no scenarios says so (it raised a numpy TypeError from the
+    relation rules, which met version flags of no rows)."""
+    for empty in ([], pd.DataFrame({"ram_size": []})):
+        with pytest.raises(ParameterError, match=r"scenarios.*at least one scenario"):
+            api.simulate(empty)
+
+
 def test_chunk_out_of_range():
     with pytest.raises(ParameterError, match="chunk"):
         grid.plan(CONFIG).chunk_range(4)

@@ -514,9 +514,10 @@ def _check_relations(out: pd.DataFrame) -> None:
     ]  # fmt: skip
     version = out["qemu_version"].cat
     known = [parse_version(v) for v in version.categories]
-    no_switch = np.array([not v.has_switchover_bandwidth for v in known])[version.codes]
-    no_limit = np.array([not v.has_dirty_limit for v in known])[version.codes]
-    periodic = np.array([v.periodic_sync for v in known])[version.codes]
+    flag = lambda values: np.array(values, dtype=bool)[version.codes]  # noqa: E731  (bool if none)
+    no_switch = flag([not v.has_switchover_bandwidth for v in known])
+    no_limit = flag([not v.has_dirty_limit for v in known])
+    periodic = flag([v.periodic_sync for v in known])
     rules += [
         (no_switch & (out["switchover_bandwidth_bytes_per_s"].to_numpy() > 0),
          "switchover_bandwidth", "switchover_bandwidth_bytes_per_s",
