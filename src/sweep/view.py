@@ -32,6 +32,7 @@ __all__ = [
     "Cells",
     "Summary",
     "derive",
+    "in_order",
     "levels",
     "other_axes",
     "row_axis",
@@ -107,15 +108,13 @@ def _sort_key(v: object) -> tuple:
 
 
 def levels(series: pd.Series) -> list:
-    """Distinct values in reading order: numbers ascending, versions by number, the
-    convergence aid in its category order."""
-    if series.name == AID and isinstance(series.dtype, pd.CategoricalDtype):
-        present = set(series.dropna().unique().tolist())
-        return [c for c in series.cat.categories if c in present]
-    return sorted(series.dropna().unique().tolist(), key=_sort_key)
+    """A column's distinct values in reading order (see :func:`in_order`)."""
+    return in_order(str(series.name), set(series.dropna().unique().tolist()))
 
 
-def _in_order(column: str, values: set) -> list:
+def in_order(column: str, values: set) -> list:
+    """Values of a column in reading order: numbers ascending, versions by number, the
+    convergence aid as AID_NAMES lists it."""
     if column == AID:
         return [c for c in AID_NAMES if c in values]
     return sorted(values, key=_sort_key)
@@ -160,7 +159,7 @@ class Axes:
             if BW in df and LINK in df and len(df):
                 bw_is_link &= bool(np.allclose(df[BW].to_numpy(), df[LINK].to_numpy()))
         return cls(
-            levels={c: _in_order(c, v) for c, v in seen.items()},
+            levels={c: in_order(c, v) for c, v in seen.items()},
             shares={c: len(v) for c, v in shares.items()},
             bw_is_link=bw_is_link,
             with_nan=frozenset(with_nan),
