@@ -279,10 +279,11 @@ class Scan:
     ) -> None:  # fmt: skip
         self.wire, self.pages = wire, pages
         if start is None:
-            start, before = np.zeros_like(wire), np.zeros_like(pages)  # before each segment
+            start, before = np.empty_like(wire), np.empty_like(pages)  # before each segment
             # the running sums written out: np.cumsum along the first axis takes one element
             # at a time, 50 times slower than two whole-row additions (same sums, same order)
             for total, rows in ((start, wire), (before, pages)):
+                total[0] = 0.0
                 total[1] = rows[0]
                 np.add(rows[0], rows[1], out=total[2])
             live = wire > 0
@@ -736,7 +737,7 @@ class Engine:
         closing = np.where(fresh, regular_threshold, closing)
         P = st.P
         now, after_close, regular, room = scan.bytes_for(
-            np.stack([pages - st.threshold / P - 1.0, pages - closing / P - 1.0,
+            np.array([pages - st.threshold / P - 1.0, pages - closing / P - 1.0,
                       pages - regular_threshold / P - 1.0, pages - 1.0])
         )  # fmt: skip
         # Zones and limits are counted from `base` (the end of the started window), so that
@@ -832,7 +833,7 @@ class Engine:
         ends = np.where(empties, num.ceil(need / st.L), 0.0).astype(np.int64)
         sent = np.where(take, whole + tail, 0.0)
         sent[d] = queued[d]
-        gone = scan.pages_sent(np.stack([sent, whole, whole - window_bytes, base]))
+        gone = scan.pages_sent(np.array([sent, whole, whole - window_bytes, base]))
         x0 = None if self.samples is None else st.X.copy()
         self.send_from(scan, sent)
         started = flat(take & finishes)
@@ -915,7 +916,7 @@ class Engine:
         step = np.arange(rows.size) - np.repeat(np.cumsum(k) - k, k) + 1
         ii = i[rows]
         end = base[rows] + step * window_bytes[rows]
-        sent, before = scan.take(rows).pages_sent(np.stack([end, end - window_bytes[rows]]))
+        sent, before = scan.take(rows).pages_sent(np.array([end, end - window_bytes[rows]]))
         self.record_sample(
             ii, t0[rows] + step * C.BUFFER_DELAY_US, x0[rows] + step * window_bytes[rows],
             pages[rows] - sent, (sent - before) / (C.BUFFER_DELAY_US / 1e6),

@@ -24,14 +24,20 @@ def _tolerance(a: Number, b: Number) -> Number:
     return EPS * np.maximum(np.abs(a), np.abs(b))
 
 
+# below and at_most scale EPS by max(|a|, |b|) too, written with one numpy call less (they
+# run a dozen times in each pass of the engine).  Wherever the answer depends on the
+# tolerance (a < b for below, a > b for at_most) the two maxima are the same number, and
+# elsewhere both forms give the same answer (for infinities and NaN too).
+
+
 def below(a: Number, b: Number) -> bool | np.ndarray:
     """a < b by more than float noise."""
-    return a < b - _tolerance(a, b)
+    return a < b - EPS * np.maximum(b, -a)
 
 
 def at_most(a: Number, b: Number) -> bool | np.ndarray:
     """a <= b, counting a hair above b as equal."""
-    return a <= b + _tolerance(a, b)
+    return a <= b + EPS * np.maximum(a, -b)
 
 
 def same(a: Number, b: Number) -> bool | np.ndarray:
