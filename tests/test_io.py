@@ -158,7 +158,8 @@ def test_code_hash_covers_every_module_the_model_imports():
 @pytest.fixture(scope="module")
 def collected(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    built = pipeline.write_grid(CONFIG, out / "grid.parquet")
+    built = grid.build(CONFIG)  # as the workflow's main process checks it
+    assert pipeline.write_grid(CONFIG, out / "grid.parquet", checked=built.digest) == built.digest
     summaries, iterations = [], []
     for chunk in range(built.plan.n_chunks):
         name = pipeline.chunk_name(chunk)
@@ -257,6 +258,14 @@ def test_collect_refuses_chunks_of_another_model_version(collected, tmp_path, mo
 def test_simulate_chunk_checks_the_planned_digest(tmp_path):
     with pytest.raises(RuntimeError, match="planned"):
         pipeline.simulate_chunk(CONFIG, 0, tmp_path / "s", tmp_path / "i", "0" * 16)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_grid_checks_the_checked_digest(tmp_path):
+    """The grid job normalises the rows once, trusting the main process's check, and writes
+    them only if they hash to the grid it checked."""
+    with pytest.raises(RuntimeError, match="checked 0000000000000000"):
+        pipeline.write_grid(CONFIG, tmp_path / "grid.parquet", checked="0" * 16)
     assert list(tmp_path.iterdir()) == []
 
 

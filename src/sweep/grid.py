@@ -63,6 +63,7 @@ __all__ = [
     "digest",
     "grid_digest",
     "plan",
+    "prepared_blocks",
 ]
 
 DEFAULT_CHUNK_SIZE = 10_000
@@ -519,11 +520,9 @@ class Grid:
     digests: tuple[str, ...]  # one per chunk: its scenario ids (each hashes every value)
     digest: str  # the whole grid: every id in order, and the chunk boundaries
 
-    def blocks(self, rows: int = BLOCK_ROWS) -> Iterator[pd.DataFrame]:
-        """The prepared scenarios (scenario_id, chunk, canonical parameters), whole chunks at a
-        time, about `rows` rows a block."""
-        for start, stop in _blocks(self.plan, rows):
-            yield _prepared_block(self.plan, start, stop)
+    def blocks(self, rows: int | None = None) -> Iterator[pd.DataFrame]:
+        """The prepared scenarios, a block at a time (see :func:`prepared_blocks`)."""
+        return prepared_blocks(self.plan, rows)
 
     @cached_property
     def scenarios(self) -> pd.DataFrame:
@@ -583,6 +582,13 @@ def _blocks(plan_: Plan, rows: int) -> Iterator[tuple[int, int]]:
             last += 1
         yield int(bounds[first]), int(bounds[last])
         first = last
+
+
+def prepared_blocks(plan_: Plan, rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """A plan's prepared scenarios (scenario_id, chunk, canonical parameters), whole chunks at
+    a time, about `rows` rows a block (BLOCK_ROWS, as it is when called)."""
+    for start, stop in _blocks(plan_, BLOCK_ROWS if rows is None else rows):
+        yield _prepared_block(plan_, start, stop)
 
 
 def _prepared_block(plan_: Plan, start: int, stop: int) -> pd.DataFrame:

@@ -70,25 +70,41 @@ def job(
         logging.shutdown()
 
 
-def write_grid(config: Mapping[str, Any], path: str | os.PathLike[str]) -> grid.Grid:
-    """Check the whole grid, then write it (scenario_id, chunk, parameters) a block of chunks
-    at a time: the job's memory does not grow with the grid.  The file's metadata (the grid
-    digest) needs every id, so the rows are normalised twice: once to check, once to write."""
-    built = grid.build(config)
-    log.info("%s", built.plan.describe())
+def write_grid(
+    config: Mapping[str, Any], path: str | os.PathLike[str], checked: str | None = None
+) -> str:
+    """Write the whole grid (scenario_id, chunk, parameters) a block of chunks at a time, so
+    that the job's memory does not grow with the grid; returns its digest.
+
+    The file's metadata holds the grid digest, which needs every id before the first row
+    is written.  `checked`: the digest of a grid.build of this config (the workflow's main
+    process builds the grid to check it): the rows are then normalised once, as they are
+    written, and their digest must match it before the file takes its place.  Without it the
+    grid is built (checked) first, and its rows normalised twice."""
+    layout = grid.plan(config)
+    log.info("%s", layout.describe())
+    expected = checked if checked is not None else grid.build(config).digest
     target = io.with_metadata(
         io.grid_schema(),
         "grid",
         config_hash=grid.config_hash(config),
-        grid_digest=built.digest,
+        grid_digest=expected,
         code_hash=io.code_hash(),
-        scenarios=built.plan.size,
+        scenarios=layout.size,
     )
+    ids = []
     with io.table_writer(path, target) as writer:
-        for block in built.blocks():
+        for block in grid.prepared_blocks(layout):
+            ids.append(block["scenario_id"].to_numpy())
             writer.write_table(io.table_from_frame(block, target))
-    log.info("wrote %s (%d scenarios)", path, built.plan.size)
-    return built
+        written = grid.grid_digest(ids, layout.bounds)
+        if written != expected:
+            raise RuntimeError(
+                f"grid: its scenarios hash to {written}, but the workflow checked {expected}; "
+                "the config or the package changed while the workflow ran"
+            )
+    log.info("wrote %s (%d scenarios)", path, layout.size)
+    return written
 
 
 def simulate_chunk(

@@ -8,4 +8,5 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from sweep import pipeline
 
 with pipeline.job(snakemake.log[0], snakemake.threads, snakemake.resources.tmpdir):
-    pipeline.write_grid(snakemake.config, snakemake.output[0])
+    # the main process checked the grid (load_grid): normalise its rows once, as they are written
+    pipeline.write_grid(snakemake.config, snakemake.output[0], checked=snakemake.params.grid)
