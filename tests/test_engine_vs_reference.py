@@ -183,14 +183,27 @@ def test_samples_do_not_change_results() -> None:
     assert pd.Series(sampled.samples["row"]).nunique() == 4
 
 
+PerfCase = tuple[str, bool, str, float, int, float]
+
+
+def perf_rows(cases: list[PerfCase]) -> list[dict]:
+    """Scenarios of config/perf.yaml, each given by the axes it sweeps: pattern,
+    auto-converge, working set, link bytes/s, downtime limit ms, dirty pages/s."""
+    common = {"ram_size": "4GiB", "max_bandwidth": 0, "max_time": "600s", "max_iterations": 30}
+    return [
+        {**common, "write_pattern": pattern, "auto_converge": aid, "working_set_size": ws,
+         "link_bandwidth": link, "downtime_limit": limit, "dirty_rate": rate}
+        for pattern, aid, ws, link, limit, rate in cases
+    ]  # fmt: skip
+
+
 def test_engine_equals_reference_where_a_jump_limit_is_a_window_edge() -> None:
     """Perf-grid scenarios (no rate limit) in which the first decision point that is not
     quiet lies exactly on a window edge, one window after a started window closes, or where
     a slice that empties the queue would start.  Counted in absolute bytes, (base + window)
     - base came out a hair above one window and the jump passed a point that syncs (one sync
     too few or too many).  The property test's draws did not meet these."""
-    common = {"ram_size": "4GiB", "max_bandwidth": 0, "max_time": "600s", "max_iterations": 30}
-    cases = [  # pattern, auto-converge, working set, link bytes/s, limit ms, dirty pages/s
+    cases = [
         ("uniform", True, "30%", 186918597.65265247, 426, 434570.3125),
         ("sequential", True, "40%", 186918597.65265247, 141, 434.5703125),
         ("sequential", True, "70%", 163457560.75147897, 176, 166259.765625),
@@ -207,11 +220,7 @@ def test_engine_equals_reference_where_a_jump_limit_is_a_window_edge() -> None:
         ("sequential", False, "5%", 1068734966.6729336, 73, 166259.765625),
         ("sequential", True, "50%", 934592988.2632623, 37, 11328.125),
     ]
-    compare([
-        {**common, "write_pattern": pattern, "auto_converge": aid, "working_set_size": ws,
-         "link_bandwidth": link, "downtime_limit": limit, "dirty_rate": rate}
-        for pattern, aid, ws, link, limit, rate in cases
-    ])  # fmt: skip
+    compare(perf_rows(cases))
 
 
 def test_engine_equals_reference_when_the_timer_and_the_thread_sync_together(
@@ -290,18 +299,12 @@ def test_engine_equals_reference_when_a_started_window_drains(
     Without it the slow one (2nd) spent two passes on each of its last 14 syncs, 37 passes
     for 31 syncs, and set the pass count of a 10^4 chunk.  In the 2nd and 4th the window
     closes after that slice: its counters and sample come from the jump."""
-    common = {"ram_size": "4GiB", "max_bandwidth": 0, "max_time": "600s", "max_iterations": 30}
-    cases = [  # pattern, auto-converge, working set, link bytes/s, limit ms, dirty pages/s
+    rows = perf_rows([
         ("uniform", False, "5%", 934592988.2632623, 37, 93505.859375),
         ("uniform", True, "5%", 1068734966.6729336, 37, 434570.3125),
         ("sequential", False, "10%", 714706147.5518239, 30, 2014.16015625),
         ("sequential", True, "10%", 477952807.08233035, 30, 201416.015625),
-    ]
-    rows = [
-        {**common, "write_pattern": pattern, "auto_converge": aid, "working_set_size": ws,
-         "link_bandwidth": link, "downtime_limit": limit, "dirty_rate": rate}
-        for pattern, aid, ws, link, limit, rate in cases
-    ]  # fmt: skip
+    ])  # fmt: skip
     closed_by_jump: list[int] = []
     real_update = Engine.update_counters
 
