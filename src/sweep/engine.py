@@ -684,8 +684,8 @@ class Engine:
         the queue is provably more than one page above the threshold of every window it
         crosses, and lands on the first one that is not: there the ordinary pass decides
         exactly as the reference does.  When the slice from there would empty the queue (so
-        that the next loop top syncs), it takes that slice too, also when that happens inside
-        a window already started.  It passes only decision
+        that the next loop top syncs), it takes that slice too, also inside a window already
+        started (which then closes after it if its 100 ms are up).  It passes only decision
         points before max_time and before the next timer tick that would sync, so it may land
         on the first one at or after them: the manager and the timer then act at that loop
         top, as in the reference.
@@ -811,7 +811,7 @@ class Engine:
         # Or the queue empties inside it (queued < base): `full` whole slices, then one of
         # `last` bytes that empties it.  Taken when each of their decision points is quiet
         # and before the horizon, and `last` leaves a page to spare either way.  Few rows are
-        # such: they are worked on apart (a started window that drains, `drain` below).
+        # such: they are worked on apart, as the index set `d` (the drained windows, below).
         d = flat(ready & (queued < base))
         if d.size:
             slice_d, wire_normal = slice_bytes[d], st.wire_normal[d]
