@@ -227,6 +227,28 @@ def switchover_threshold(
     return expected_bw_per_ms, num.floor(expected_bw_per_ms * DL)
 
 
+def window_rates(
+    win_bytes: np.ndarray, elapsed_ms: np.ndarray | float, Bsw: np.ndarray, DL: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """migration_update_counters' rates of one window: bandwidth (bytes/ms),
+    expected_bw_per_ms, threshold_size and Mbit/s."""
+    bandwidth = win_bytes / elapsed_ms
+    expected_bw_per_ms, threshold = switchover_threshold(bandwidth, Bsw, DL)
+    return bandwidth, expected_bw_per_ms, threshold, win_bytes * 8.0 / (elapsed_ms / 1000.0) / 1e6
+
+
+def expected_downtime_due(dirty_pages_rate: np.ndarray, win_bytes: np.ndarray) -> np.ndarray:
+    """migration_update_counters recomputes expected-downtime only once a dirty rate is known
+    and the window sent more than EXPECTED_DOWNTIME_MIN_BYTES."""
+    return (dirty_pages_rate != 0) & (win_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
+
+
+def tick_syncs(sync_count: np.ndarray, prev_sync_cnt: np.ndarray) -> np.ndarray:
+    """cpu_throttle_dirty_sync_timer_tick syncs only if no sync happened since the previous
+    tick (and not in the first pass)."""
+    return (sync_count > 1) & (sync_count == prev_sync_cnt)
+
+
 def regular_window(st: State) -> None:
     """What a window that starts with a fresh budget and decides nothing does: per-scenario
     constants, computed exactly as ram_save_iterate and update_counters would."""
@@ -238,13 +260,10 @@ def regular_window(st: State) -> None:
     second_bound = limited & num.at_most(left2, st.slice_bytes)
     cap2 = np.where(st.one_slice, 0.0, np.where(second_bound, left2, st.slice_bytes))
     st.window_bytes = np.where(st.one_slice, st.cap1, st.cap1 + cap2)
-    # its counters, but for its pages and expected downtime (as window_counters computes them)
-    elapsed_ms = C.BUFFER_DELAY_US / 1000.0
-    st.regular_bandwidth = st.window_bytes / elapsed_ms
-    st.regular_bw_per_ms, st.regular_threshold = switchover_threshold(
-        st.regular_bandwidth, st.Bsw, st.DL
+    # its counters, but for its pages and expected downtime
+    st.regular_bandwidth, st.regular_bw_per_ms, st.regular_threshold, st.regular_mbps = (
+        window_rates(st.window_bytes, C.BUFFER_DELAY_US / 1000.0, st.Bsw, st.DL)
     )
-    st.regular_mbps = st.window_bytes * 8.0 / (elapsed_ms / 1000.0) / 1e6
 
 
 def scan_order(
@@ -471,13 +490,11 @@ class Engine:
         if i.size == 0:
             return
         st = self.st
-        bandwidth = win_bytes / elapsed_ms
-        expected_bw_per_ms, st.threshold[i] = switchover_threshold(bandwidth, st.Bsw[i], st.DL[i])
-        st.bandwidth[i] = bandwidth
-        st.mbps[i] = win_bytes * 8.0 / (elapsed_ms / 1000.0) / 1e6
+        st.bandwidth[i], expected_bw_per_ms, st.threshold[i], st.mbps[i] = window_rates(
+            win_bytes, elapsed_ms, st.Bsw[i], st.DL[i]
+        )
         st.pages_per_second[i] = win_pages / (elapsed_ms / 1000.0)
-        update = (st.dirty_pages_rate[i] != 0) & (win_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
-        update = flat(update)
+        update = flat(expected_downtime_due(st.dirty_pages_rate[i], win_bytes))
         st.expected_downtime[i[update]] = num.floor(
             st.dirty_bytes_last_sync[i[update]] / expected_bw_per_ms[update]
         )
@@ -619,7 +636,7 @@ class Engine:
         if i.size == 0:
             return i
         sync_count = st.sync_count[i]
-        stale = (sync_count > 1) & (sync_count == st.prev_sync_cnt[i])
+        stale = tick_syncs(sync_count, st.prev_sync_cnt[i])
         synced_at = st.t[i] + np.where(stale, st.sync_us[i], 0)
         if np.count_nonzero(synced_at >= st.next_tick[i] + C.PERIODIC_SYNC_US):
             self.ticks_in_turn(i)
@@ -632,7 +649,7 @@ class Engine:
         """Every due tick of the scenarios `i`, each tick's sync at once."""
         st = self.st
         while i.size:
-            stale = (st.sync_count[i] > 1) & (st.sync_count[i] == st.prev_sync_cnt[i])
+            stale = tick_syncs(st.sync_count[i], st.prev_sync_cnt[i])
             self.bitmap_sync(i[stale], SYNC_TIMER)  # charged like the reference's
             st.prev_sync_cnt[i] = st.sync_count[i]
             st.next_tick[i] += C.PERIODIC_SYNC_US
@@ -773,7 +790,7 @@ class Engine:
         # windows) after it.
         next_tick = st.next_tick
         synced = sync_count > 1  # not in the first pass
-        stale = synced & (sync_count == st.prev_sync_cnt)
+        stale = tick_syncs(sync_count, st.prev_sync_cnt)
         syncing_tick = np.where(
             st.periodic & synced,
             np.where(stale, next_tick, next_tick + C.PERIODIC_SYNC_US),
@@ -874,7 +891,7 @@ class Engine:
         window_pages = gone[1] - gone[2]
         pages_per_second = window_pages / (C.BUFFER_DELAY_US / 1000.0 / 1000.0)
         st.pages_per_second = np.where(w, pages_per_second, st.pages_per_second)
-        w &= (st.dirty_pages_rate != 0) & (window_bytes > C.EXPECTED_DOWNTIME_MIN_BYTES)
+        w &= expected_downtime_due(st.dirty_pages_rate, window_bytes)
         expected = num.floor(st.dirty_bytes_last_sync / st.regular_bw_per_ms)
         st.expected_downtime = np.where(w, expected, st.expected_downtime)
         if self.samples is not None:
