@@ -867,16 +867,18 @@ class Engine:
                 )  # fmt: skip
         win_start = t + m * C.MAX_WAIT_US + k * C.BUFFER_DELAY_US
         landed = win_start + extra * C.MAX_WAIT_US + ends
+        win_pages = gone[0] - gone[1]
         if d.size:  # a drained window goes on, with the slices' bytes and pages
             landed[d] = t[d] + (full * C.MAX_WAIT_US + num.ceil(last / st.L[d])).astype(np.int64)
-            drained = st.win_start[d], st.win_bytes[d] + queued[d], st.win_pages[d] + gone[0][d]
+            win_start[d] = st.win_start[d]
+            tail[d] = st.win_bytes[d] + queued[d]
+            win_pages[d] = st.win_pages[d] + gone[0][d]
         st.win_start = np.where(take, win_start, st.win_start)
         st.t = np.where(take, landed, t)
         st.win_bytes = np.where(take, tail, st.win_bytes)
-        st.win_pages = np.where(take, gone[0] - gone[1], st.win_pages)
+        st.win_pages = np.where(take, win_pages, st.win_pages)
         if d.size:  # ... and closes after the slice that emptied the queue if its time is up
-            st.win_start[d], st.win_bytes[d], st.win_pages[d] = drained
-            self.update_counters(d[landed[d] - drained[0] >= C.BUFFER_DELAY_US])
+            self.update_counters(d[landed[d] - st.win_start[d] >= C.BUFFER_DELAY_US])
         # Ticks crossed were no-ops: as timer_tick would, note the sync count, move on.
         crossed = take & (next_tick <= landed)
         after = next_tick + ((landed - next_tick) // C.PERIODIC_SYNC_US + 1) * C.PERIODIC_SYNC_US
