@@ -148,6 +148,24 @@ def test_report_front_page(run):
     assert "auto_converge = false, true" in page
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", ["default", "slurm"])
+def test_building_the_report_warns_nothing(run, profile):
+    """Both profiles set disk_mb: Snakemake's own default for it is evaluated while the report
+    is built and there warns "coroutine ... was never awaited" (snakemake#4280)."""
+    directory, done = run
+    if profile != "default":  # the report alone, from the results already there
+        command = [
+            sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+            "--directory", str(directory), "--workflow-profile",
+            str(ROOT / "workflow" / "profiles" / profile), "--report", f"report-{profile}.html",
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+        assert done.returncode == 0, done.stderr[-4000:]
+        assert (directory / f"report-{profile}.html").stat().st_size > 0
+    assert "Warning" not in done.stdout + done.stderr, (done.stdout + done.stderr)[-4000:]
+
+
 @pytest.mark.parametrize("config", ["default", "tiny", "minimal"])
 def test_report_front_page_renders_as_clean_rst(config):
     jinja2 = pytest.importorskip("jinja2")
