@@ -78,7 +78,13 @@ def test_bench_prints_and_records_its_figures(tmp_path) -> None:
     assert "cost per scenario against the largest size" in done.stdout
     assert "fixed cost per chunk" in done.stdout
     assert figures["fixed_part"]["scenarios"] == 300
-    assert set(figures["fixed_part"]) == {"scenarios", "fixed_ms", "per_scenario_us"}
+    assert set(figures["fixed_part"]) == {
+        "scenarios", "fixed_ms", "per_scenario_us", "slowest_few"
+    }  # fmt: skip
+    few = figures["fixed_part"]["slowest_few"]
+    assert few["scenarios"] == 10 and few["ms"] > 0
+    assert few["passes"] == size["engine"]["passes"]  # the ones that sync most set the count
+    assert "the fixed cost alone" in done.stdout
 
 
 def test_bench_repeats_small_sizes_and_reports_the_median() -> None:

@@ -12,7 +12,8 @@ it reports
   the largest size's;
 * the most passes of the engine's loop a chunk needed: a chunk costs about that many times a
   fixed cost per pass, plus a cost per scenario (docs/performance.md); the two parts apart,
-  from the smallest size run as one chunk and five copies of it as one chunk;
+  from the smallest size run as one chunk and five copies of it as one chunk, and the fixed
+  part alone, from the ten of its scenarios that sync most run as one chunk;
 * the speed-up over the scalar reference on the same 10^4 scenarios (both in this process);
 * peak RSS of one pipeline ``simulate`` job (a subprocess running one chunk of the config) and
   the bytes per scenario of the Parquet files it writes.
@@ -141,6 +142,21 @@ def _fixed_part(canonical: pd.DataFrame, rounds: int, min_seconds: float) -> dic
             "per_scenario_us": (t5 - t1) / (4 * n) * 1e6}  # fmt: skip
 
 
+def _slowest_few(canonical: pd.DataFrame, rounds: int, min_seconds: float, few: int = 10):
+    """The fixed part measured directly: the `few` scenarios that sync most, as one chunk.
+
+    They need about as many passes as the whole sample, on arrays too small for their
+    elements to cost anything, so what is left is the cost per pass: numpy calls."""
+    syncs = run_chunk(canonical).summary["dirty_sync_count"]
+    picks = np.sort(np.argsort(-syncs, kind="stable")[:few])
+    chunk = canonical.iloc[picks].reset_index(drop=True)
+    runs = []
+    for _ in range(rounds):
+        runs += _runs(chunk, len(chunk), False, min_seconds / rounds / 4)
+    rate = _rate(len(chunk), runs)
+    return {"scenarios": len(chunk), "ms": rate["cpu_s"] * 1e3, "passes": rate["passes"]}
+
+
 def _engine_at(rev: str) -> Simulate:
     """run_chunk of src/sweep/engine.py as of git revision `rev`, loaded next to today's
     package (its imports resolve against today's sibling modules)."""
@@ -264,6 +280,14 @@ def run(
             f"fixed cost per chunk {fixed['fixed_ms']:.1f} ms, then "
             f"{fixed['per_scenario_us']:.2f} us a scenario (the {fixed['scenarios']:,} "
             "scenarios as one chunk against five copies of them as one chunk)",
+            flush=True,
+        )
+        few = _slowest_few(canonicals[min(sizes)], rounds, min_seconds)
+        report["fixed_part"]["slowest_few"] = few
+        print(
+            f"the fixed cost alone: the {few['scenarios']} of them that sync most, as one "
+            f"chunk, {few['ms']:.1f} ms ({few['passes']} passes, "
+            f"{few['ms'] / few['passes'] * 1e3:.0f} us a pass)",
             flush=True,
         )
     if reference and sizes:
