@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from . import numerics as num
-from .params import parse_version
+from .params import label_codes, version_flags
 from .reference import (
     CANCELLED_ITERATIONS,
     CANCELLED_TIME,
@@ -131,28 +131,13 @@ class _Recorder:
         return {f: c[order] for f, c in cols.items()}
 
 
-def _codes(labels: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """A label column as codes and its distinct labels.  A canonical frame's label columns
-    are categoricals: their codes are at hand, where to_numpy() or factorize would build an
-    object per row first, a fixed cost that a 10,000-scenario chunk feels.  The codes are
-    read off the Categorical itself: the .cat accessor and hasnans cost 35 us a column."""
-    if isinstance(labels.dtype, pd.CategoricalDtype):
-        categorical = labels.array
-        codes = np.asarray(categorical.codes)
-        if codes.size == 0 or codes.min() >= 0:  # -1 marks a missing label
-            return codes, categorical.categories
-    return pd.factorize(labels)
-
-
 def _init(frame: pd.DataFrame) -> State:
     """Scenario columns -> engine arrays, then QEMU's setup (ram_init_bitmaps + first sync)."""
     st = State()
     n = len(frame)
     f8 = lambda name: frame[name].to_numpy().astype(np.float64)  # noqa: E731
     i8 = lambda name: frame[name].to_numpy().astype(np.int64)  # noqa: E731
-    version_of, labels = _codes(frame["qemu_version"])
-    versions = [parse_version(str(v)) for v in labels]
-    flag = lambda attr: np.array([getattr(v, attr) for v in versions], dtype=bool)[version_of]  # noqa: E731
+    flag = lambda attr: version_flags(frame["qemu_version"], attr)  # noqa: E731
 
     st.idx = np.arange(n)
     st.P = f8("page_size_bytes")
@@ -160,7 +145,7 @@ def _init(frame: pd.DataFrame) -> State:
     N = f8("ram_size_bytes") / st.P
     st.W = f8("working_set_size_bytes") / st.P
     zero = N - f8("nonzero_size_bytes") / st.P
-    pattern_of, patterns = _codes(frame["write_pattern"])
+    pattern_of, patterns = label_codes(frame["write_pattern"])
     st.pattern = pattern_code([str(p) for p in patterns])[pattern_of]
     st.w = f8("dirty_rate_pages_per_s")
     st.L = f8("link_bandwidth_bytes_per_s") / 1e6
@@ -195,7 +180,7 @@ def _init(frame: pd.DataFrame) -> State:
     zeros = lambda: np.zeros(n)  # noqa: E731
     st.R_z, st.R_c, st.R_h = zero, N - zero - st.W, st.W.copy()
     st.R_n = zeros()  # added by the last sync: behind the scan cursor
-    layout_of, layouts = _codes(frame["zero_page_layout"])
+    layout_of, layouts = label_codes(frame["zero_page_layout"])
     st.zero_last = np.array([str(v) == "end" for v in layouts], dtype=bool)[layout_of]
     st.X, st.precopy_bytes, st.normal_pages, st.zero_pages = zeros(), zeros(), zeros(), zeros()
     st.sync_count = np.zeros(n, dtype=np.int64)
