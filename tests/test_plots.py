@@ -59,6 +59,27 @@ def test_derive_bandwidth_ratio_and_aid():
     assert d[plots.AID].astype(str).tolist() == ["none", "auto-converge"]
 
 
+def test_a_summary_keeps_the_axes_of_each_row_filter_once(sweep_files, monkeypatch):
+    """Equal filters share one scan; a different filter gets its own, never another's."""
+    _, summary, _ = sweep_files
+    scans = []
+    scan = view.Axes.scan
+    monkeypatch.setattr(view.Axes, "scan", lambda pieces: scans.append(1) or scan(pieces))
+    src = view.Summary.frame(summary)
+    moving = src.axes(view.Rows.where(view.DR, ">", 0))
+    assert src.axes(view.Rows.where(view.DR, ">", 0)) is moving and len(scans) == 1
+    fast = view.Rows.where(view.DR, ">", 0) & view.Rows.where(view.DL, "in", [300, 2000])
+    shown = src.axes(fast)
+    assert len(scans) == 2 and shown is not moving
+    d = view.derive(summary)
+    assert moving.rows == int((d[view.DR] > 0).sum())
+    assert shown.rows == int(((d[view.DR] > 0) & d[view.DL].isin([300, 2000])).sum()) > 0
+    assert shown.levels[view.DL] == [300, 2000] and 30 in moving.levels[view.DL]
+    assert src.axes().rows == len(summary) and len(scans) == 3
+    with pytest.raises(ValueError, match="'<' is not allowed; expected '>', 'in', 'true'"):
+        view.Rows.where(view.DR, "<", 0)
+
+
 def test_axes_ignore_sizes_that_follow_ram(sweep_files):
     _, summary, _ = sweep_files
     two = pd.concat([summary, summary.assign(

@@ -56,6 +56,7 @@ from .view import (
     ROW_PRIORITY,
     Axes,
     Cells,
+    Rows,
     Summary,
     derive,
     other_axes,
@@ -531,11 +532,8 @@ def _heatmap_cells(src: Summary, style: FigStyle) -> tuple:
     """Facets of the cell heatmaps, the filter to the shown limits, its axes and cells."""
     row, rows, cols = _facets(src.axes(), style)
     keys = ([row] if row else []) + [DL, BW, DR]
-
-    def where(df: pd.DataFrame) -> np.ndarray:
-        return df[DL].isin(cols).to_numpy()
-
-    shown = src.axes(where, key=f"limits {cols}")
+    where = Rows.where(DL, "in", cols)
+    shown = src.axes(where)
     return row, rows, cols, where, shown, Cells(keys, shown.levels, lambda: src.pieces(where))
 
 
@@ -752,11 +750,8 @@ def syncs_vs_ratio(summary: pd.DataFrame, style: FigStyle = FIG_REPORT) -> Figur
     """
     src = Summary.of(summary)
     split = row_axis(src.axes())
-
-    def where(df: pd.DataFrame) -> np.ndarray:
-        return (df[RATIO] > 0).to_numpy()
-
-    pos = src.axes(where, key="ratio > 0")
+    where = Rows.where(RATIO, ">", 0)
+    pos = src.axes(where)
     splits = pos.levels[split] if split else [0]
     statuses = list(STATUS_COLORS)
 
@@ -841,11 +836,8 @@ def representative_scenarios(summary: pd.DataFrame | Summary, most: int = 5) -> 
     time from the end of the parameter table until some scenarios match.
     """
     src = Summary.of(summary)
-
-    def moving(df: pd.DataFrame) -> np.ndarray:
-        return (df[DR] > 0).to_numpy()
-
-    axes = src.axes(moving, key="dirty rate > 0")
+    moving = Rows.where(DR, ">", 0)
+    axes = src.axes(moving)
     if axes.rows == 0:
         head = next(src.pieces(), None)
         empty = head.iloc[:0] if head is not None else pd.DataFrame(columns=["scenario_id"])
@@ -957,15 +949,14 @@ def downtime_vs_limit(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REP
     """
     src = Summary.of(summary)
 
-    def converged(df: pd.DataFrame) -> np.ndarray:
-        return df["converged"].to_numpy(dtype=bool)
+    converged = Rows.where("converged", "true")
 
     def over(df: pd.DataFrame) -> np.ndarray:
         return df["downtime_ms"].to_numpy(dtype=float) / np.maximum(
             df[DL].to_numpy(dtype=float), 1e-9
         )
 
-    seen = src.axes(converged, key="converged")
+    seen = src.axes(converged)
     limits = seen.levels.get(DL, [])
     per_limit = Cells([DL], seen.levels)
     n_lim = len(limits)
@@ -1027,11 +1018,8 @@ def downtime_vs_limit(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REP
 
     ax = axes[1]
     shown = _pick_levels(limits, 4)  # more lines than that are unreadable
-
-    def drawn(df: pd.DataFrame) -> np.ndarray:
-        return converged(df) & (df[RATIO] > 0).to_numpy() & df[DL].isin(shown).to_numpy()
-
-    ratios = src.axes(drawn, key=f"converged, ratio > 0, limits {shown}").levels.get(RATIO, [])
+    drawn = converged & Rows.where(RATIO, ">", 0) & Rows.where(DL, "in", shown)
+    ratios = src.axes(drawn).levels.get(RATIO, [])
     lines = _quantile_lines(
         src, drawn, ratios, lambda df: (pd.Index(shown).get_indexer(df[DL]), over(df)),
         len(shown),

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ __all__ = [
     "RATIO",
     "Axes",
     "Cells",
+    "Rows",
     "Summary",
     "derive",
     "in_order",
@@ -226,6 +228,39 @@ def row_axis(data: pd.DataFrame | Axes, exclude: Sequence[str] = ()) -> str | No
     return None
 
 
+#: Row conditions a :class:`Rows` filter can hold: a column above a value, among values, true.
+CONDITIONS: dict[str, Callable[[pd.Series, Any], np.ndarray]] = {
+    ">": lambda column, value: (column > value).to_numpy(),
+    "in": lambda column, values: column.isin(values).to_numpy(),
+    "true": lambda column, _: column.to_numpy(dtype=bool),
+}
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A row filter written as data: the rows where every condition holds.  Being hashable, it
+    is its own key for the axes a :class:`Summary` keeps (a cache keyed by a name the caller
+    chose could pair one filter's axes with another filter)."""
+
+    conditions: tuple[tuple[str, str, Any], ...]
+
+    @classmethod
+    def where(cls, column: str, condition: str, value: Any = None) -> Rows:
+        if condition not in CONDITIONS:
+            allowed = ", ".join(repr(c) for c in CONDITIONS)
+            raise ValueError(f"Rows condition: {condition!r} is not allowed; expected {allowed}")
+        return cls(((column, condition, tuple(value) if condition == "in" else value),))
+
+    def __and__(self, other: Rows) -> Rows:
+        return Rows(self.conditions + other.conditions)
+
+    def __call__(self, df: pd.DataFrame) -> np.ndarray:
+        mask = np.ones(len(df), dtype=bool)
+        for column, condition, value in self.conditions:
+            mask &= CONDITIONS[condition](df[column], value)
+        return mask
+
+
 Where = Callable[[pd.DataFrame], np.ndarray] | None
 
 
@@ -242,12 +277,13 @@ class Summary:
 
     :meth:`parquet` reads only `columns`, :data:`PIECE_ROWS` rows at a time; :meth:`frame`
     wraps a DataFrame already in memory as a single piece.  ``where`` filters take a piece
-    and return a row mask; the axes seen through a filter are scanned once and kept.
+    and return a row mask; the axes seen through a :class:`Rows` filter are scanned once and
+    kept.
     """
 
     def __init__(self, read: Callable[[], Iterator[pd.DataFrame]]) -> None:
         self._read = read
-        self._axes: dict[object, Axes] = {}
+        self._axes: dict[Rows | None, Axes] = {}
 
     @classmethod
     def frame(cls, df: pd.DataFrame) -> Summary:
@@ -279,11 +315,11 @@ class Summary:
         for df in self._read():
             yield df if where is None else df[where(df)]
 
-    def axes(self, where: Where = None, key: str = "") -> Axes:
-        """The swept axes of the rows `where` selects, kept under `key` (one scan each)."""
-        if key not in self._axes:
-            self._axes[key] = Axes.scan(self.pieces(where))
-        return self._axes[key]
+    def axes(self, where: Rows | None = None) -> Axes:
+        """The swept axes of the rows `where` selects (one scan per filter, then kept)."""
+        if where not in self._axes:
+            self._axes[where] = Axes.scan(self.pieces(where))
+        return self._axes[where]
 
 
 def _positions(column: pd.Series, lev: list) -> np.ndarray:
