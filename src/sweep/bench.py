@@ -142,7 +142,9 @@ def _fixed_part(canonical: pd.DataFrame, rounds: int, min_seconds: float) -> dic
             "per_scenario_us": (t5 - t1) / (4 * n) * 1e6}  # fmt: skip
 
 
-def _slowest_few(canonical: pd.DataFrame, rounds: int, min_seconds: float, few: int = 10):
+def _slowest_few(
+    canonical: pd.DataFrame, rounds: int, min_seconds: float, few: int = 10
+) -> dict[str, float]:
     """The fixed part measured directly: the `few` scenarios that sync most, as one chunk.
 
     They need about as many passes as the whole sample, on arrays too small for their
