@@ -78,6 +78,10 @@ def test_a_summary_keeps_the_axes_of_each_row_filter_once(sweep_files, monkeypat
     assert src.axes().rows == len(summary) and len(scans) == 3
     with pytest.raises(ValueError, match="'<' is not allowed; expected '>', 'in', 'true'"):
         view.Rows.where(view.DR, "<", 0)
+    with pytest.raises(ValueError, match="None is not allowed; expected a value to compare with"):
+        view.Rows.where(view.DR, ">")
+    with pytest.raises(ValueError, match="1 is not allowed; expected no value"):
+        view.Rows.where("converged", "true", 1)
 
 
 def test_axes_ignore_sizes_that_follow_ram(sweep_files):

@@ -249,6 +249,10 @@ class Rows:
         if condition not in CONDITIONS:
             allowed = ", ".join(repr(c) for c in CONDITIONS)
             raise ValueError(f"Rows condition: {condition!r} is not allowed; expected {allowed}")
+        if (value is None) != (condition == "true"):
+            wanted = "no value" if condition == "true" else "a value to compare with"
+            where = f"Rows condition {condition!r} on {column}"
+            raise ValueError(f"{where}: {value!r} is not allowed; expected {wanted}")
         return cls(((column, condition, tuple(value) if condition == "in" else value),))
 
     def __and__(self, other: Rows) -> Rows:
