@@ -137,7 +137,6 @@ def _init(frame: pd.DataFrame) -> State:
     n = len(frame)
     f8 = lambda name: frame[name].to_numpy().astype(np.float64)  # noqa: E731
     i8 = lambda name: frame[name].to_numpy().astype(np.int64)  # noqa: E731
-    flag = lambda attr: version_flags(frame["qemu_version"], attr)  # noqa: E731
 
     st.idx = np.arange(n)
     st.P = f8("page_size_bytes")
@@ -165,10 +164,11 @@ def _init(frame: pd.DataFrame) -> State:
     st.auto_converge = frame["auto_converge"].to_numpy().astype(bool)
     st.dirty_limit = frame["dirty_limit"].to_numpy().astype(bool)
     st.quota = f8("vcpus") * f8("vcpu_dirty_limit_mib_per_s") * 2**20 / st.P
-    st.periodic = flag("periodic_sync") & st.auto_converge
-    st.device_in_transferred = flag("device_state_in_transferred")
-    st.sync_le = flag("sync_when_equal")
-    st.complete_le = flag("complete_when_equal")
+    periodic, st.device_in_transferred, st.sync_le, st.complete_le = version_flags(
+        frame["qemu_version"], "periodic_sync", "device_state_in_transferred",
+        "sync_when_equal", "complete_when_equal",
+    )  # fmt: skip
+    st.periodic = periodic & st.auto_converge
     st.trigger_pct = f8("throttle_trigger_threshold_pct")
     st.ac_initial = i8("cpu_throttle_initial_pct")
     st.ac_increment = i8("cpu_throttle_increment_pct")

@@ -314,10 +314,12 @@ def label_codes(labels: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return pd.factorize(labels)
 
 
-def version_flags(versions: pd.Series, attr: str) -> np.ndarray:
-    """Each row's ``QemuVersion.<attr>`` for a qemu_version column (each label parsed once)."""
+def version_flags(versions: pd.Series, *attrs: str) -> list[np.ndarray]:
+    """Each row's ``QemuVersion.<attr>``, one array per attribute, for a qemu_version column
+    (its codes read and each distinct label parsed once for all of them)."""
     codes, labels = label_codes(versions)
-    return np.array([getattr(parse_version(v), attr) for v in labels], dtype=bool)[codes]
+    known = [parse_version(v) for v in labels]
+    return [np.array([getattr(v, attr) for v in known], dtype=bool)[codes] for attr in attrs]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,14 +535,14 @@ def _check_relations(out: pd.DataFrame) -> None:
         (out["auto_converge"].to_numpy() & out["dirty_limit"].to_numpy(), "dirty_limit",
          "dirty_limit", "false when auto_converge is on (QEMU refuses both)"),
     ]  # fmt: skip
-    no_switch = ~version_flags(out["qemu_version"], "has_switchover_bandwidth")
-    no_limit = ~version_flags(out["qemu_version"], "has_dirty_limit")
-    periodic = version_flags(out["qemu_version"], "periodic_sync")
+    switch, limit, periodic = version_flags(
+        out["qemu_version"], "has_switchover_bandwidth", "has_dirty_limit", "periodic_sync"
+    )
     rules += [
-        (no_switch & (out["switchover_bandwidth_bytes_per_s"].to_numpy() > 0),
+        (~switch & (out["switchover_bandwidth_bytes_per_s"].to_numpy() > 0),
          "switchover_bandwidth", "switchover_bandwidth_bytes_per_s",
          "0 before QEMU 8.2 (avail-switchover-bandwidth does not exist there)"),
-        (no_limit & out["dirty_limit"].to_numpy(), "dirty_limit", "dirty_limit",
+        (~limit & out["dirty_limit"].to_numpy(), "dirty_limit", "dirty_limit",
          "false before QEMU 8.1 (no dirty-limit capability)"),
         # the model charges each sync to the clock its timer runs on: a sync as long as the
         # period would find the next tick due as it ends, and sync again without end
