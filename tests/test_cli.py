@@ -44,6 +44,9 @@ def test_a_bad_value_is_an_error_naming_key_value_and_allowed() -> None:
     done = sweep("explain", "--downtime-limit=-5ms")
     assert done.returncode == 2
     assert "downtime_limit" in done.stderr and "-5" in done.stderr and "[0, 2000000]" in done.stderr
+    done = sweep("explain", "--dirty-rate", "1e12MB/s")  # the value as written, then in pages/s
+    assert done.returncode == 2
+    assert "'1e12MB/s' is not allowed" in done.stderr and "244140625000000 pages/s" in done.stderr
     done = sweep("explain", "--bandwidth", "1Gbit/s", "--link-bandwidth", "2Gbit/s")
     assert done.returncode == 2 and "not both" in done.stderr
 

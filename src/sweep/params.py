@@ -483,7 +483,7 @@ def normalize(scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataF
                 values = np.where(np.isnan(values), out["nonzero_size_bytes"], values)
             if param.dtype == "int64":
                 values = _round_whole(param, values, page)
-            _check_range(param, values, frame.index)
+            _check_range(param, values, frame.index, source[param.name])
             out[param.column] = values.astype(param.dtype)
             if param.name == "ram_size":
                 ram = out[param.column].astype("float64")
@@ -498,7 +498,11 @@ def by_name_or_none(name: str) -> Param | None:
     return _BY_NAME.get(name) or _BY_COLUMN.get(name)
 
 
-def _check_range(param: Param, values: np.ndarray, index: pd.Index) -> None:
+def _check_range(
+    param: Param, values: np.ndarray, index: pd.Index, given: pd.Series | None
+) -> None:
+    """Values outside the parameter's range are refused, naming the value as the user wrote
+    it ('1e12MB/s') and what it came to in the parameter's unit."""
     low = np.zeros(len(values), dtype=bool)
     high = np.zeros(len(values), dtype=bool)
     if param.minimum is not None:
@@ -508,12 +512,14 @@ def _check_range(param: Param, values: np.ndarray, index: pd.Index) -> None:
     bad = low | high | ~np.isfinite(values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ParameterError(
-            param.name,
-            _number(values[row].item()) if np.isfinite(values[row]) else values[row].item(),
-            f"{param.unit or 'a value'} in {param.range_text()}",
-            where=f"scenario {index[row]!r}",
-        )
+        value = values[row].item()
+        value = _number(value) if np.isfinite(value) else value
+        allowed = f"{param.unit or 'a value'} in {param.range_text()}"
+        written = None if given is None else given.iloc[row]
+        if isinstance(written, str) and written.strip() != value:
+            amount = f"{value} {param.unit}".rstrip()
+            value, allowed = written, f"{allowed} (it is {amount})"
+        raise ParameterError(param.name, value, allowed, where=f"scenario {index[row]!r}")
 
 
 def _check_relations(out: pd.DataFrame) -> None:
