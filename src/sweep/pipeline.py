@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -92,12 +93,14 @@ def write_grid(
         code_hash=io.code_hash(),
         scenarios=layout.size,
     )
-    ids = []
     with io.table_writer(path, target) as writer:
-        for block in grid.prepared_blocks(layout):
-            ids.append(block["scenario_id"].to_numpy())
-            writer.write_table(io.table_from_frame(block, target))
-        written = grid.grid_digest(ids, layout.bounds)
+
+        def written_ids() -> Iterator[np.ndarray]:  # hashed as written: no id is kept
+            for block in grid.prepared_blocks(layout):
+                writer.write_table(io.table_from_frame(block, target))
+                yield block["scenario_id"].to_numpy()
+
+        written = grid.grid_digest(written_ids(), layout.bounds)
         if written != expected:
             raise RuntimeError(
                 f"grid: its scenarios hash to {written}, but the workflow checked {expected}; "
