@@ -186,6 +186,20 @@ def test_a_row_repeating_one_in_another_chunk_is_refused(monkeypatch, block_rows
             "(ram_size=4GiB, working_set_size=50%)") in str(err.value)  # fmt: skip
 
 
+@pytest.mark.parametrize(("rams", "row", "earlier"), [(["4GiB", "8GiB"], 2, 0),
+                                                     (["8GiB", "4GiB"], 1, 0)])  # fmt: skip
+def test_of_two_repeats_the_first_row_that_repeats_is_named(monkeypatch, rams, row, earlier):
+    """2GiB is 50% of 4GiB and 25% of 8GiB: each RAM size has a pair of rows that are one
+    scenario; the error names the first row, in grid order, that repeats an earlier one."""
+    monkeypatch.setattr(grid, "BLOCK_ROWS", 1)
+    config = {"chunk_size": 1,
+              "axes": {"ram_size": rams, "working_set_size": ["2GiB", "25%", "50%"]}}  # fmt: skip
+    with pytest.raises(ParameterError) as err:
+        grid.build(config)
+    assert f"'grid row {row} (" in str(err.value), str(err.value)
+    assert f"repeats grid row {earlier} (" in str(err.value), str(err.value)
+
+
 def test_config_hash_is_stable_and_ignores_other_sections():
     assert grid.config_hash(CONFIG) == grid.config_hash(dict(reversed(CONFIG.items())))
     assert grid.config_hash(CONFIG) == grid.config_hash({**CONFIG, "report": {"x": 1}})
