@@ -79,6 +79,9 @@ def test_bench_prints_and_records_its_figures(tmp_path) -> None:
     ratios = figures["cost_vs_largest"]
     assert ratios["600"] == 1.0 and ratios["300"] > 0
     assert "cost per scenario against the largest size" in done.stdout
+    by_round = figures["cost_vs_largest_by_round"]  # one ratio per round, same sizes
+    assert by_round["600"] == [1.0, 1.0] and len(by_round["300"]) == 2
+    assert "(by round: x" in done.stdout
     assert "fixed cost per chunk" in done.stdout
     assert figures["fixed_part"]["scenarios"] == 300
     assert set(figures["fixed_part"]) == {

@@ -9,7 +9,7 @@ it reports
   run in ``--rounds`` interleaved rounds, each size as many times as fill ``--min-seconds``
   of CPU over the rounds; the figure is the median run, with the spread of the runs
   (fastest - slowest, as a share of the median), and each size's cost per scenario against
-  the largest size's;
+  the largest size's, overall and round by round (how far the host's drift moves it);
 * the most passes of the engine's loop a chunk needed: a chunk costs about that many times a
   fixed cost per pass, plus a cost per scenario (docs/performance.md); the two parts apart,
   from the smallest size run as one chunk and five copies of it as one chunk, and the fixed
@@ -115,15 +115,19 @@ def _engine_rates(
     more within minutes, and interleaving spreads the drift over all of them alike."""
     engines = engines or {"engine": run_chunk}
     runs = {(name, n): [] for name in engines for n in canonicals}
+    by_round = {key: [] for key in runs}  # each round's median CPU s a scenario
     for k in range(rounds):
         order = list(engines.items())[:: 1 if k % 2 == 0 else -1]  # alternate who goes first
         for n, canonical in canonicals.items():
             for name, simulate in order:
-                runs[(name, n)] += _runs(
-                    canonical, chunk_size, False, min_seconds / rounds, simulate
-                )
+                done = _runs(canonical, chunk_size, False, min_seconds / rounds, simulate)
+                runs[(name, n)] += done
+                by_round[(name, n)].append(float(np.median([r["cpu_s"] for r in done])) / n)
     return {
-        name: {n: _rate(len(canonicals[n]), runs[(name, n)]) for n in canonicals}
+        name: {
+            n: {**_rate(len(canonicals[n]), runs[(name, n)]), "by_round": by_round[(name, n)]}
+            for n in canonicals
+        }
         for name in engines
     }
 
@@ -271,9 +275,21 @@ def run(
         largest = report["sizes"][max(sizes)]["engine"]["per_core"]
         ratios = {n: largest / report["sizes"][n]["engine"]["per_core"] for n in sizes}
         report["cost_vs_largest"] = ratios
+        # each round's sizes ran minutes apart at most: their ratios show how far the
+        # host's drift moves the figure
+        per_round = {n: report["sizes"][n]["engine"]["by_round"] for n in sizes}
+        by_round = {
+            n: [a / b for a, b in zip(per_round[n], per_round[max(sizes)], strict=True)]
+            for n in sizes
+        }
+        report["cost_vs_largest_by_round"] = by_round
+        shown = {n: ", ".join(f"x{x:.2f}" for x in by_round[n]) for n in sizes if n != max(sizes)}
         print(
             "cost per scenario against the largest size: "
-            + ", ".join(f"{n:,} x{r:.2f}" for n, r in ratios.items()),
+            + ", ".join(
+                f"{n:,} x{r:.2f}" + (f" (by round: {shown[n]})" if n in shown else "")
+                for n, r in ratios.items()
+            ),
             flush=True,
         )
         fixed = _fixed_part(canonicals[min(sizes)], rounds, min_seconds)
