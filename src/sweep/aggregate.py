@@ -76,11 +76,16 @@ def group_sums(pieces: Pieces, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ranks(n: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """numpy's linear method: the two ranks around (n - 1) q and the weight of the upper."""
+    """numpy's linear method: the two ranks around (n - 1) q and the weight of the upper.
+
+    At the last rank numpy reads the last value twice, indexed as -1, so its weight is
+    (n - 1) q + 1, not 0: the same value, but for the sign of a zero (-0.0 alone in a group
+    is -0.0 at every quantile, as numpy.quantile gives it)."""
     virtual = (n - 1) * q
     below = np.floor(virtual)
-    gamma = virtual - below
-    below = below.astype(np.int64)
+    last = virtual >= n - 1
+    gamma = virtual - np.where(last, -1.0, below)
+    below = np.where(last, n - 1, below).astype(np.int64)
     above = np.minimum(below + 1, n - 1)
     return below, above, gamma
 
@@ -97,7 +102,7 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 def _interpolate(a: np.ndarray, b: np.ndarray, gamma: np.ndarray, q: float, is_median: bool):
     if is_median and q == 0.5:  # numpy.median: the middle value, or the mean of the two
         out = np.array(a, dtype=float)
-        two = gamma != 0
+        two = gamma == 0.5  # an even count: (n - 1) / 2 lies between two ranks
         out[two] = (a[two] + b[two]) / 2.0
         return out
     return _lerp(a, b, gamma)
