@@ -24,10 +24,11 @@ def _tolerance(a: Number, b: Number) -> Number:
     return EPS * np.maximum(np.abs(a), np.abs(b))
 
 
-# below and at_most scale EPS by max(|a|, |b|) too, written with one numpy call less (they
-# run a dozen times in each pass of the engine).  Wherever the answer depends on the
-# tolerance (a < b for below, a > b for at_most) the two maxima are the same number, and
-# elsewhere both forms give the same answer (for infinities and NaN too).
+# below scales EPS by max(b, -a), one numpy call less than max(|a|, |b|) (it runs a dozen
+# times in each pass of the engine).  Wherever the answer depends on the tolerance (a < b)
+# the two maxima are the same number, and elsewhere both forms give the same answer, for
+# infinities and NaN too.  at_most cannot do the same: max(a, -b) is -inf for a = -inf,
+# b = +inf, and b + EPS * -inf is NaN, so "-inf <= +inf" came out false.
 
 
 def below(a: Number, b: Number) -> bool | np.ndarray:
@@ -37,7 +38,7 @@ def below(a: Number, b: Number) -> bool | np.ndarray:
 
 def at_most(a: Number, b: Number) -> bool | np.ndarray:
     """a <= b, counting a hair above b as equal."""
-    return a <= b + EPS * np.maximum(a, -b)
+    return a <= b + _tolerance(a, b)
 
 
 def same(a: Number, b: Number) -> bool | np.ndarray:
