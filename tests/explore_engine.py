@@ -7,7 +7,7 @@ database, so that a rare mismatch can be found and replayed:
 
     python tests/explore_engine.py --examples 10000 --db .hypothesis-explore
 
-One such search (ninth session) failed once in about 100,000 examples and did not find the
+One such search (ninth session) failed once in about 110,000 examples and did not find the
 case again; keep its whole output.
 """
 
