@@ -611,8 +611,8 @@ def build(config: Mapping[str, Any]) -> Grid:
     scenario) and a flag a scenario, whatever the parameters."""
     layout = plan(config)
     ids = np.empty(layout.size, dtype=np.int64)
-    for start, stop in _blocks(layout, BLOCK_ROWS):
-        ids[start:stop] = _prepared_block(layout, start, stop)["scenario_id"]
+    for start, block in _id_blocks(layout):
+        ids[start : start + len(block)] = block
     bounds = layout.bounds
     digests = tuple(digest(ids[a:b]) for a, b in itertools.pairwise(bounds))
     whole = grid_digest([ids], bounds)
@@ -630,13 +630,18 @@ def _refuse_repeats(layout: Plan, ids: np.ndarray) -> None:
         return
     repeated = np.unique(ids[1:][same])
     seen: dict[int, int] = {}
-    for start, stop in _blocks(layout, BLOCK_ROWS):
-        block = _prepared_block(layout, start, stop)["scenario_id"].to_numpy()
+    for start, block in _id_blocks(layout):
         for offset in np.flatnonzero(np.isin(block, repeated)):
             row, value = start + int(offset), int(block[offset])
             if value in seen:
                 raise _repeat_error(layout, row, seen[value])
             seen[value] = row
+
+
+def _id_blocks(layout: Plan) -> Iterator[tuple[int, np.ndarray]]:
+    """(first grid row, scenario ids) of each block of the grid, normalised a block at a time."""
+    for start, stop in _blocks(layout, BLOCK_ROWS):
+        yield start, _prepared_block(layout, start, stop)["scenario_id"].to_numpy()
 
 
 def chunk_scenarios(config: Mapping[str, Any], chunk: int) -> pd.DataFrame:
