@@ -7,8 +7,8 @@ database, so that a rare mismatch can be found and replayed:
 
     python tests/explore_engine.py --examples 10000 --db .hypothesis-explore
 
-One such search (ninth session) failed once in about 110,000 examples and did not find the
-case again; keep its whole output.
+One such search (ninth session) failed once in 141,500 examples and did not find the case
+again; keep its whole output.
 """
 
 from __future__ import annotations
