@@ -51,6 +51,21 @@ def test_a_bad_value_is_an_error_naming_key_value_and_allowed() -> None:
     assert done.returncode == 2 and "not both" in done.stderr
 
 
+def test_a_negative_value_after_a_space_reaches_the_parameter_check() -> None:
+    # argparse alone reads '-4GiB' as an option and answers "expected one argument"
+    for option, value, key in (
+        ("--ram", "-4GiB", "ram_size"),
+        ("--dirty-rate", "-5MB/s", "dirty_rate"),
+        ("--downtime-limit", "-.3s", "downtime_limit"),
+    ):
+        done = sweep("explain", "--auto-converge", option, value, "--no-suggestions")
+        assert done.returncode == 2
+        assert f"{key} (scenario 0): '{value}' is not allowed" in done.stderr, done.stderr
+    # a flag after an option that takes a value is still a flag (argparse's own error)
+    done = sweep("explain", "--ram", "--no-suggestions")
+    assert done.returncode == 2 and "expected one argument" in done.stderr
+
+
 def test_params_lists_every_parameter() -> None:
     from sweep.params import PARAMETERS
 

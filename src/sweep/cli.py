@@ -202,8 +202,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _value_flags() -> set[str]:
+    """The options of `explain` that take a value (every parameter but the booleans)."""
+    flags = {"--bandwidth"}
+    for param in PARAMETERS:
+        if param.kind != "bool":
+            flags.add("--" + param.name.replace("_", "-"))
+            flags.update("--" + a for a, target in ALIASES.items() if target == param.name)
+    return flags
+
+
+def _negatives_attached(argv: Sequence[str]) -> list[str]:
+    """`--ram -4GiB` as `--ram=-4GiB`.  argparse reads a token that starts with '-' as an
+    option unless it is a plain number, and stops with "expected one argument"; attached,
+    the value reaches the parameter check, whose error names the key, the value and the
+    range."""
+    flags = _value_flags()
+    out: list[str] = []
+    for token in argv:
+        if (
+            out
+            and out[-1] in flags
+            and len(token) > 1
+            and token[0] == "-"
+            and token[1] in "0123456789."
+        ):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(_negatives_attached(argv))
     try:
         return args.func(args)
     except ParameterError as error:
