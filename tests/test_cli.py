@@ -47,6 +47,11 @@ def test_a_bad_value_is_an_error_naming_key_value_and_allowed() -> None:
     done = sweep("explain", "--dirty-rate", "1e12MB/s")  # the value as written, then in pages/s
     assert done.returncode == 2
     assert "'1e12MB/s' is not allowed" in done.stderr and "244140625000000 pages/s" in done.stderr
+    done = sweep("explain", "--ram", "100")  # 100 bytes, not the 0 bytes of whole pages
+    assert done.returncode == 2
+    assert "'100' is not allowed" in done.stderr and "0 bytes" not in done.stderr, done.stderr
+    done = sweep("explain", "--ram", "0.5MiB")
+    assert "'0.5MiB' is not allowed" in done.stderr and "(it is 524288 bytes)" in done.stderr
     done = sweep("explain", "--bandwidth", "1Gbit/s", "--link-bandwidth", "2Gbit/s")
     assert done.returncode == 2 and "not both" in done.stderr
 

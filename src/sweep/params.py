@@ -481,9 +481,10 @@ def normalize(scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataF
         if param.kind in NUMERIC_KINDS:
             if param.default is None:  # working_set_size: all of the non-zero memory
                 values = np.where(np.isnan(values), out["nonzero_size_bytes"], values)
+            written = values
             if param.dtype == "int64":
                 values = _round_whole(param, values, page)
-            _check_range(param, values, frame.index, source[param.name])
+            _check_range(param, values, frame.index, source[param.name], written)
             out[param.column] = values.astype(param.dtype)
             if param.name == "ram_size":
                 ram = out[param.column].astype("float64")
@@ -499,10 +500,12 @@ def by_name_or_none(name: str) -> Param | None:
 
 
 def _check_range(
-    param: Param, values: np.ndarray, index: pd.Index, given: pd.Series | None
-) -> None:
+    param: Param, values: np.ndarray, index: pd.Index, given: pd.Series | None,
+    unrounded: np.ndarray,
+) -> None:  # fmt: skip
     """Values outside the parameter's range are refused, naming the value as the user wrote
-    it ('1e12MB/s') and what it came to in the parameter's unit."""
+    it ('1e12MB/s') and what it came to in the parameter's unit, before rounding to whole
+    pages ('100' bytes of RAM is 100 bytes, not the 0 bytes it rounds to)."""
     low = np.zeros(len(values), dtype=bool)
     high = np.zeros(len(values), dtype=bool)
     if param.minimum is not None:
@@ -512,7 +515,7 @@ def _check_range(
     bad = low | high | ~np.isfinite(values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        value = values[row].item()
+        value = unrounded[row].item()
         value = _number(value) if np.isfinite(value) else value
         allowed = f"{param.unit or 'a value'} in {param.range_text()}"
         written = None if given is None else given.iloc[row]
