@@ -1,7 +1,7 @@
 # precopy-sweep: a parameter sweep of QEMU pre-copy live migration.
 # Usage: docs/pipeline.md.  Config: config/config.yaml, described in config/README.md.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -13,15 +13,15 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+include: "workflow/rules/common.smk"
+
+
 # Shape and types first (unknown keys, ranges written wrongly), then every value with its
 # unit, ranges and relations: load_grid checks every grid row before any job runs.
-validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+validate_config(config, "workflow/schemas/config.schema.yaml")
 
 
 report: "workflow/report/workflow.rst"
-
-
-include: "workflow/rules/common.smk"
 
 
 GRID = load_grid(config)

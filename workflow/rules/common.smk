@@ -2,6 +2,7 @@
 # The logic lives in the package: sweep.grid (config -> grid), sweep.pipeline (the steps).
 
 from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
 
 try:
     from sweep import ParameterError
@@ -18,6 +19,22 @@ except ImportError as error:
 # More targets for the default run; a rule file included after this one appends its own,
 # e.g. the report's figures, with  EXTRA_TARGETS.extend([...])
 EXTRA_TARGETS = []
+
+
+def validate_config(config, schema):
+    """The schema's check, with the package's message where both refuse a value.
+
+    A schema error on a value of an axis is jsonschema's "is not valid under any of the given
+    schemas" (an axis is a list or a range); the package's own check names the key, the
+    value and what is allowed ("axes.link_bandwidth.num: 0 is not allowed; expected a whole
+    number >= 1").  So on a schema error the package's check runs too, and its error, if it
+    finds one, is the one shown.
+    """
+    try:
+        validate(config, schema, set_default=True)
+    except WorkflowError:
+        load_grid(config)  # raises the clearer error, if the package sees the fault too
+        raise
 
 
 def load_grid(config):
