@@ -283,6 +283,13 @@ def test_a_value_the_schema_refuses_is_named_with_what_is_allowed(tmp_path):
     assert done.returncode != 0
     assert "downtime_limit (axes.downtime_limit.num): 0 is not allowed" in text, text
     assert "a whole number >= 1" in text and "not valid under any" not in text
+    # an empty list: Snakemake's set_default used to meet it in the schema's range branch
+    # and stop with "'list' object has no attribute 'setdefault'"
+    write_config(tmp_path, {**TINY, "axes": {**TINY["axes"], "downtime_limit": []}})
+    done = snakemake(tmp_path, "--dry-run", check=False)
+    text = done.stdout + done.stderr
+    assert done.returncode != 0 and "setdefault" not in text
+    assert "downtime_limit (axes.downtime_limit): [] is not allowed" in text, text
     # a fault only the schema sees (the grid ignores the report's section) keeps its message
     write_config(tmp_path, {**TINY, "report": 5})
     done = snakemake(tmp_path, "--dry-run", check=False)
