@@ -25,6 +25,7 @@ report: "workflow/report/workflow.rst"
 
 
 GRID = load_grid(config)
+REPORT_SETTINGS = load_report_settings(config)
 
 
 include: "workflow/rules/grid.smk"

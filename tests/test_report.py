@@ -169,3 +169,41 @@ def test_lint_and_format_of_the_report_rules(tmp_path):
                if line.startswith("Lints for")]  # fmt: skip
     ours = [h for h in headers if "report" in h or "rule paper " in h]
     assert ours == [], lint.stdout + lint.stderr
+
+
+@pytest.mark.slow
+def test_the_planner_takes_the_configs_time_cap_in_seconds(tmp_path):
+    import pandas as pd
+
+    from sweep import planner
+
+    workdir = workflow_copy(tmp_path, TINY_CONFIG + "  planner_time_cap: 20s\n")
+    snakemake(workdir, "results/report/planner/downtime_limit.parquet")
+    results = workdir / "results"
+    table = pd.read_parquet(results / "report" / "planner" / "downtime_limit.parquet")
+    summary = pd.read_parquet(results / "summary.parquet")
+    capped, uncapped = planner.downtime_plan(summary, 20.0), planner.downtime_plan(summary)
+    assert not capped.equals(uncapped), "pick a cap that changes the plan"
+    pd.testing.assert_frame_equal(table, capped, check_dtype=False)
+    assert "at most 20 s" in (results / "report" / "planner" / "downtime_limit.html").read_text()
+
+
+def test_report_settings_are_checked_and_read_in_seconds():
+    from sweep import ParameterError, report
+
+    assert report.settings(None) == report.Settings(None, "results/paper")
+    assert report.settings({"planner_time_cap": "2min"}).planner_time_cap_s == 120.0
+    assert report.settings({"planner_time_cap": 300}).planner_time_cap_s == 300.0
+    assert report.settings({"paper_dir": "out/figs"}).paper_dir == "out/figs"
+    for section, message in (
+        ({"planner_time_cap": "banana"}, "planner_time_cap (report.planner_time_cap): 'banana'"),
+        ({"planner_time_cap": 0}, "0 is not allowed; expected a duration above 0"),
+        ({"planner_time_cap": "-5min"}, "'-5min' is not allowed"),
+        ({"planner_time_cap": True}, "True is not allowed"),
+        ({"paper_dir": ""}, "paper_dir (report.paper_dir): '' is not allowed"),
+        ({"paperdir": "x"}, "report (key): 'paperdir' is not allowed; expected one of"),
+        (["paper_dir"], "report: ['paper_dir'] is not allowed; expected a mapping of"),
+    ):
+        with pytest.raises(ParameterError) as error:
+            report.settings(section)
+        assert message in str(error.value), section

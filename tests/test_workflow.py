@@ -290,10 +290,16 @@ def test_a_value_the_schema_refuses_is_named_with_what_is_allowed(tmp_path):
     text = done.stdout + done.stderr
     assert done.returncode != 0 and "setdefault" not in text
     assert "downtime_limit (axes.downtime_limit): [] is not allowed" in text, text
-    # a fault only the schema sees (the grid ignores the report's section) keeps its message
-    write_config(tmp_path, {**TINY, "report": 5})
-    done = snakemake(tmp_path, "--dry-run", check=False)
-    assert done.returncode != 0 and "5 is not of type 'object'" in done.stdout + done.stderr
+    # the report's section, which the grid ignores, is checked as early
+    for section, message in (
+        ({"planner_tim_cap": "2min"}, "report (key): 'planner_tim_cap' is not allowed"),
+        ({"planner_time_cap": "-5min"}, "planner_time_cap (report.planner_time_cap): '-5min'"),
+        ({"paper_dir": 5}, "paper_dir (report.paper_dir): 5 is not allowed"),
+    ):
+        write_config(tmp_path, {**TINY, "report": section})
+        done = snakemake(tmp_path, "--dry-run", check=False)
+        assert done.returncode != 0 and message in done.stdout + done.stderr, section
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.slow

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -32,11 +33,15 @@ import pyarrow.parquet as pq
 
 from . import planner as plan
 from . import plots
+from .params import ParameterError
 from .plots import FIG_ONECOL, FIG_REPORT, FIG_TWOCOL, FigStyle
+from .units import UnitError, parse_duration
 from .view import Summary
 
 __all__ = [
     "PAPER_FIGURES",
+    "SETTINGS",
+    "Settings",
     "convergence",
     "downtime",
     "open_summary",
@@ -44,12 +49,55 @@ __all__ = [
     "paper_targets",
     "planner",
     "read_iterations",
+    "settings",
     "summary_columns",
 ]
 
 log = logging.getLogger(__name__)
 # matplotlib's PDF backend subsets fonts with fontTools, which logs every glyph at INFO
 logging.getLogger("fontTools").setLevel(logging.WARNING)
+
+#: The config's ``report:`` section: each key and what it takes.
+SETTINGS = {
+    "planner_time_cap": 'a duration above 0 ("2min", "300s"; a bare number is seconds)',
+    "paper_dir": "a directory for the paper figures (a non-empty path)",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``report:`` section, checked: the planner's time cap (None: each scenario's own
+    max_time) and where the paper figures go."""
+
+    planner_time_cap_s: float | None = None
+    paper_dir: str = "results/paper"
+
+
+def settings(section: object) -> Settings:
+    """Check the config's ``report:`` section before any job runs (the grid ignores it), so a
+    typo in a key or a value fails with the key, the value and what is allowed."""
+    if section is None:
+        return Settings()
+    if not isinstance(section, Mapping):
+        raise ParameterError("report", section, "a mapping of " + ", ".join(SETTINGS))
+    for key in section:
+        if key not in SETTINGS:
+            raise ParameterError("report", key, "one of " + ", ".join(SETTINGS), where="key")
+    cap = section.get("planner_time_cap")
+    cap_s = None
+    if cap is not None:
+        where = "report.planner_time_cap"
+        try:
+            cap_s = parse_duration(cap, "s") if not isinstance(cap, bool) else None
+        except UnitError:
+            cap_s = None
+        if cap_s is None or not 0 < cap_s < float("inf"):
+            raise ParameterError("planner_time_cap", cap, SETTINGS["planner_time_cap"], where)
+    paper_dir = section.get("paper_dir", Settings.paper_dir)
+    if not isinstance(paper_dir, str) or not paper_dir.strip():
+        raise ParameterError("paper_dir", paper_dir, SETTINGS["paper_dir"], "report.paper_dir")
+    return Settings(cap_s, paper_dir)
+
 
 OUTCOME_COLUMNS = (
     "scenario_id",

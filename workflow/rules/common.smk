@@ -8,6 +8,7 @@ try:
     from sweep import ParameterError
     from sweep import grid as sweep_grid
     from sweep import io as sweep_io
+    from sweep import report as sweep_report
     from sweep.pipeline import chunk_name
 except ImportError as error:
     raise WorkflowError(
@@ -33,7 +34,9 @@ def validate_config(config, schema):
     try:
         validate(config, schema, set_default=True)
     except WorkflowError:
-        load_grid(config)  # raises the clearer error, if the package sees the fault too
+        # these raise the clearer error, if the package sees the fault too
+        load_grid(config)
+        load_report_settings(config)
         raise
 
 
@@ -41,6 +44,14 @@ def load_grid(config):
     """Check every row of the grid now, so a bad value fails before any job runs."""
     try:
         return sweep_grid.build(config)
+    except ParameterError as error:
+        raise WorkflowError(f"bad sweep config: {error}") from None
+
+
+def load_report_settings(config):
+    """The `report:` section (the grid ignores it), checked now for the same reason."""
+    try:
+        return sweep_report.settings(config.get("report"))
     except ParameterError as error:
         raise WorkflowError(f"bad sweep config: {error}") from None
 

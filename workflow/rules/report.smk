@@ -152,7 +152,7 @@ rule report_planner:
         mem_mb=report_mem_mb,
         runtime=report_runtime,
     params:
-        time_cap_s=planner_time_cap_s(),
+        time_cap_s=REPORT_SETTINGS.planner_time_cap_s,
     script:
         "../scripts/report_planner.py"
 

@@ -1,21 +1,6 @@
 # Helpers of the report rules (report.smk): targets, settings and resources.  Functions only,
-# as `snakemake --lint` asks; needs GRID and config from the Snakefile.
-
-
-def report_setting(key, default=None):
-    """A value of the config's `report:` section (the grid ignores that section)."""
-    return (config.get("report") or {}).get(key, default)
-
-
-def planner_time_cap_s():
-    """`report: planner_time_cap` ("5min", "300s", or seconds) or None: each scenario's
-    own max_time is then the cap."""
-    value = report_setting("planner_time_cap")
-    if value is None:
-        return None
-    from sweep.units import parse_duration
-
-    return parse_duration(value, "s") / 1000.0
+# as `snakemake --lint` asks; needs GRID and REPORT_SETTINGS (sweep.report.settings: the
+# config's `report:` section, checked) from the Snakefile.
 
 
 def report_targets():
@@ -38,15 +23,11 @@ def report_targets():
     ]
 
 
-def paper_dir():
-    return report_setting("paper_dir", "results/paper")
-
-
 def paper_targets():
     """The paper figures (PDF and SVG) of `snakemake --configfile config/paper.yaml paper`."""
     from sweep.report import paper_targets as targets
 
-    return targets(paper_dir())
+    return targets(REPORT_SETTINGS.paper_dir)
 
 
 def report_mem_mb(wildcards):
