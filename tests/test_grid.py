@@ -361,6 +361,28 @@ def test_no_scenarios_is_refused_by_name():
             api.simulate(empty)
 
 
+def test_the_api_names_a_scenario_that_is_not_in_a_list():
+    """A lone dict used to become a one-column table of its keys: "columns: [0] is not
+    allowed"."""
+    for scenarios, shown in (({"ram_size": "4GiB"}, "'a dict'"), ("4GiB", "'4GiB'")):
+        with pytest.raises(ParameterError, match=rf"scenarios: {shown} .*one scenario: \[\{{"):
+            api.simulate(scenarios)
+
+
+def test_a_share_of_ram_above_100_percent_says_so():
+    # the share's own range, not the generic forms (which the error used to list)
+    raises({"fixed": {"working_set_size": "150%"}}, "working_set_size",
+           "'150%' is not allowed; expected a share of ram_size from 0% to 100%")  # fmt: skip
+    raises({"axes": {"nonzero_size": ["50%", "-5%"]}}, "nonzero_size", "from 0% to 100%")
+
+
+def test_a_numpy_value_is_named_as_a_number():
+    with pytest.raises(ParameterError) as caught:
+        api.simulate(pd.DataFrame({"max_iterations": [2.5]}))
+    assert "max_iterations: 2.5 is not allowed" in str(caught.value)
+    assert type(caught.value.value) is float
+
+
 def test_chunk_out_of_range():
     with pytest.raises(ParameterError, match="chunk"):
         grid.plan(CONFIG).chunk_range(4)

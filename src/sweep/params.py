@@ -53,6 +53,8 @@ class ParameterError(ValueError):
     """Bad input: names the key, the value and what is allowed."""
 
     def __init__(self, key: str, value: object, allowed: str, where: str = "") -> None:
+        if isinstance(value, np.generic):  # 2.5, not np.float64(2.5)
+            value = value.item()
         self.key, self.value, self.allowed = key, value, allowed
         location = f" ({where})" if where else ""
         super().__init__(f"{key}{location}: {value!r} is not allowed; expected {allowed}")
@@ -344,8 +346,10 @@ def parse_value(param: Param, value: object, ram_size: float | None = None) -> A
         if param.kind == "size":
             if param.relative_to_ram and isinstance(value, str) and value.strip().endswith("%"):
                 share = float(value.strip()[:-1]) / 100.0
-                if not 0.0 <= share <= 1.0 or ram_size is None:
-                    raise UnitError("share out of range")
+                if ram_size is None:
+                    raise UnitError("a share needs ram_size")
+                if not 0.0 <= share <= 1.0:
+                    raise ParameterError(param.name, value, "a share of ram_size from 0% to 100%")
                 return share * ram_size
             return parse_size(value)
         if param.kind == "rate":
@@ -356,6 +360,8 @@ def parse_value(param: Param, value: object, ram_size: float | None = None) -> A
             return parse_duration(value, "ms")
         if param.kind == "duration_s":
             return parse_duration(value, "s")
+    except ParameterError:
+        raise
     except (UnitError, ValueError):
         raise ParameterError(param.name, value, param.forms) from None
     if param.kind == "int":
@@ -451,6 +457,11 @@ def normalize(scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataF
     parameters take their defaults; unknown columns other than ``scenario_id`` are an error.
     Every value is checked against its range before any simulation starts.
     """
+    if isinstance(scenarios, (Mapping, str, bytes)):
+        shown = "a dict" if isinstance(scenarios, Mapping) else scenarios
+        raise ParameterError(
+            "scenarios", shown, "a DataFrame or a list of scenarios (dicts); one scenario: [{...}]"
+        )
     frame = (
         scenarios.reset_index(drop=True)
         if isinstance(scenarios, pd.DataFrame)
