@@ -4,9 +4,9 @@ Hypothesis draws whole scenarios over every parameter (versions, aids, caps, odd
 the engine runs them in one chunk, so jumps, masks and compaction all meet mixed neighbours.
 Integer counters must match exactly, floats to 1e-9 relative: relative to the larger of
 the two values and of the scenario's own scale for that unit (its RAM in pages, bytes, or
-pages per 100 ms for a page rate), so
-that a difference like 1.70e-17 against 1.71e-17 pages (the rounding left when a working set is
-almost all queued: W * (1 - R_h / W)) is not mistaken for a disagreement.
+pages per 100 ms for a page rate), so that a difference like 1.70e-17 against 1.71e-17 pages
+(the rounding left when a working set is almost all queued: W * (1 - R_h / W)) is not
+mistaken for a disagreement.
 """
 
 from __future__ import annotations
