@@ -25,11 +25,11 @@ EXTRA_TARGETS = []
 def validate_config(config, schema):
     """The schema's check, with the package's message where both refuse a value.
 
-    A schema error on a value of an axis is jsonschema's "is not valid under any of the given
-    schemas" (an axis is a list or a range); the package's own check names the key, the
-    value and what is allowed ("axes.link_bandwidth.num: 0 is not allowed; expected a whole
-    number >= 1").  So on a schema error the package's check runs too, and its error, if it
-    finds one, is the one shown.
+    jsonschema's messages name the value but not its key ("0 is less than the minimum of
+    1"); the package's own check names the key, where it is, the value and what is allowed
+    ("downtime_limit (axes.downtime_limit.num): 0 is not allowed; expected num: a whole
+    number >= 1").  So on a schema error the package's checks run too, and their error, if
+    they find one, is the one shown.
     """
     try:
         validate(config, schema, set_default=True)
