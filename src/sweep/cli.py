@@ -30,17 +30,21 @@ ALIASES = {
 }
 
 
+def _flags(name: str) -> list[str]:
+    """A parameter's options: --ram-size, then its aliases (--ram)."""
+    return ["--" + name.replace("_", "-")] + ["--" + a for a, t in ALIASES.items() if t == name]
+
+
 def _add_parameter_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("scenario parameters (units accepted; see `params`)")
     for param in PARAMETERS:
-        flags = ["--" + param.name.replace("_", "-")]
-        flags += ["--" + a for a, target in ALIASES.items() if target == param.name]
         extra: dict[str, Any] = {}
         if param.kind == "bool":
             extra = {"nargs": "?", "const": "true"}
         group.add_argument(
-            *flags, dest=param.name, metavar=param.unit or "VALUE", help=param.doc, **extra
-        )
+            *_flags(param.name), dest=param.name, metavar=param.unit or "VALUE", help=param.doc,
+            **extra,
+        )  # fmt: skip
     group.add_argument(
         "--bandwidth",
         metavar="bytes/s",
@@ -204,12 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _value_flags() -> set[str]:
     """The options of `explain` that take a value (every parameter but the booleans)."""
-    flags = {"--bandwidth"}
-    for param in PARAMETERS:
-        if param.kind != "bool":
-            flags.add("--" + param.name.replace("_", "-"))
-            flags.update("--" + a for a, target in ALIASES.items() if target == param.name)
-    return flags
+    return {"--bandwidth"}.union(*(_flags(p.name) for p in PARAMETERS if p.kind != "bool"))
 
 
 def _negatives_attached(argv: Sequence[str]) -> list[str]:

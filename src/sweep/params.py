@@ -492,10 +492,10 @@ def normalize(scenarios: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataF
         if param.kind in NUMERIC_KINDS:
             if param.default is None:  # working_set_size: all of the non-zero memory
                 values = np.where(np.isnan(values), out["nonzero_size_bytes"], values)
-            written = values
+            unrounded = values
             if param.dtype == "int64":
                 values = _round_whole(param, values, page)
-            _check_range(param, values, frame.index, source[param.name], written)
+            _check_range(param, values, frame.index, source[param.name], unrounded)
             out[param.column] = values.astype(param.dtype)
             if param.name == "ram_size":
                 ram = out[param.column].astype("float64")
