@@ -305,6 +305,26 @@ def test_precopy_rate_ratio_spots_a_starved_window():
     assert driver._precopy_rate(full, 0)["precopy_rate_ratio"] is None  # no limit, no ratio
 
 
+def test_precopy_rate_leaves_out_the_poll_that_saw_the_final_copy():
+    """The status stays "active" during the stop-and-copy: the last active poll before
+    "completed" may count final-copy bytes sent at link speed, and must not count."""
+    budget = 134_217_728
+    full = [{"status": "active", "total_time": 100 * k, "ram_transferred": 13_424_192 * k}
+            for k in range(1, 6)]  # fmt: skip
+    late = {"status": "active", "total_time": 520, "ram_transferred": 13_424_192 * 5 + 60 * 2**20}
+    done = {
+        "status": "completed",
+        "total_time": 530,
+        "ram_transferred": 13_424_192 * 5 + 64 * 2**20,
+    }
+    assert driver._precopy_rate([*full, late, done], budget)["precopy_rate_ratio"] == (
+        pytest.approx(1.0002, abs=1e-4)
+    )
+    # a run that did not complete had no stop-and-copy: every active poll counts
+    cancelled = {"status": "cancelled", "total_time": 530}
+    assert driver._precopy_rate([*full, late, cancelled], budget)["precopy_rate_ratio"] > 1.5
+
+
 def test_comparison_flags_disturbed_runs():
     runs = pd.DataFrame([_run_row(precopy_rate_ratio=0.97), _run_row(precopy_rate_ratio=1.0002)])
 

@@ -537,8 +537,14 @@ def _precopy_rate(samples: list[dict[str, Any]], max_bandwidth: int) -> dict[str
 
     QEMU's rate limiter fills every 100 ms window when max-bandwidth binds, so a lower ratio
     (or a window that carried little) means the migration thread was starved: host load.
+
+    A completed run's last "active" sample is left out: the status stays "active" through the
+    stop-and-copy (no pause-before-switchover), and a poll that waited for the big lock there
+    counts the final copy's bytes, sent at link speed (it read 1.018 in one run).
     """
     active = [r for r in samples if r.get("status") == "active" and "ram_transferred" in r]
+    if samples and samples[-1].get("status") == "completed":
+        active = active[:-1]
     if not max_bandwidth or len(active) < 2:
         return {"precopy_rate_ratio": None, "min_window_rate_ratio": None}
     x = np.array([r["ram_transferred"] for r in active], dtype=float)
