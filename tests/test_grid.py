@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import jsonschema
@@ -56,10 +57,25 @@ def test_log_range_is_geometric_and_rounded_to_whole_ms():
 def test_rounding_then_duplicates_dropped_keeping_first():
     # 30, 30.25, 30.5, 30.75, 31 ms round to whole ms (as normalize does): 30 and 31 remain
     spec = {"start": "30ms", "stop": "31ms", "num": 5}
-    assert axis_values(grid.plan({"axes": {"downtime_limit": spec}}), "downtime_limit") == (30, 31)
-    plan = grid.plan({"axes": {"ram_size": ["4GiB", "4096MiB", "1GiB", 4 * GiB]}})
+    with pytest.warns(grid.RepeatedValues, match=r"axes\.downtime_limit: 2 of the 5 values") as w:
+        plan = grid.plan({"axes": {"downtime_limit": spec}})
+    assert axis_values(plan, "downtime_limit") == (30, 31)
+    assert "again" not in str(w[0].message)  # a range's values are not listed
+    with pytest.warns(grid.RepeatedValues) as w:
+        plan = grid.plan({"axes": {"ram_size": ["4GiB", "4096MiB", "1GiB", 4 * GiB]}})
     assert axis_values(plan, "ram_size") == (4 * GiB, GiB)
     assert plan.factors[0].written["ram_size"] == ("4GiB", "1GiB")
+    # a list's repeats are named with the value they repeat, as written
+    assert "axes.ram_size: 2 of the 4 values" in str(w[0].message)
+    assert "4096MiB is 4GiB again; 4294967296 is 4GiB again" in str(w[0].message)
+
+
+def test_an_axis_without_repeats_warns_nothing():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan = grid.plan({"axes": {"downtime_limit": {"start": "30ms", "stop": "2s", "num": 20,
+                                                      "scale": "log"}}})  # fmt: skip
+    assert plan.size == 20
 
 
 def test_sizes_round_to_whole_pages_like_normalize():
@@ -94,9 +110,10 @@ def test_byte_dirty_rates_follow_a_swept_page_size():
 
 
 def test_labels_and_booleans_are_canonical():
-    plan = grid.plan(
-        {"axes": {"qemu_version": ["9.2", "upstream", "10.1"], "auto_converge": ["on", False]}}
-    )
+    with pytest.warns(grid.RepeatedValues, match="10.1 is upstream again"):
+        plan = grid.plan(
+            {"axes": {"qemu_version": ["9.2", "upstream", "10.1"], "auto_converge": ["on", False]}}
+        )
     assert axis_values(plan, "qemu_version") == ("9.2", "10.1")
     assert axis_values(plan, "auto_converge") == (True, False)
 
@@ -126,7 +143,8 @@ def test_product_order_first_axis_outermost_then_zip_groups():
 
 def test_zip_group_rows_are_deduplicated():
     config = {"zip": {"g": {"vcpus": [1, 2, 1], "max_time": ["10s", "10s", "10000ms"]}}}
-    plan = grid.plan(config)
+    with pytest.warns(grid.RepeatedValues, match=r"zip\.g: 2 of the 3 rows .*row 2 is row 0 again"):
+        plan = grid.plan(config)
     assert plan.size == 2 and plan.factors[0].values["vcpus"] == (1.0, 2.0)
 
 

@@ -17,7 +17,8 @@ shape, this module checks everything again so the Python API gives the same erro
 Values are written as users write them ("4GiB", "1Gbit/s", "300ms") and parsed with the
 parameter's own parser (:func:`sweep.params.parse_value`).  Each axis is rounded to the
 parameter's resolution the way :func:`sweep.params.normalize` rounds it (whole pages, whole
-milliseconds, whole bytes/s) and then loses its duplicates, keeping the first.
+milliseconds, whole bytes/s) and then loses its duplicates, keeping the first, with a
+:class:`RepeatedValues` warning that says how many remain.
 
 Order is deterministic: the axes in config order, then the zip groups in config order, each
 factor's values in the order written; the last factor varies fastest.  Scenario ids come from
@@ -39,6 +40,7 @@ import itertools
 import json
 import math
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -57,6 +59,7 @@ __all__ = [
     "Factor",
     "Grid",
     "Plan",
+    "RepeatedValues",
     "build",
     "chunk_bounds",
     "config_hash",
@@ -380,15 +383,38 @@ def _dirty_range_ends(
     )
 
 
-def _dedup(values: list[Any], written: list[Any], keys: list[Any]) -> tuple[tuple, tuple]:
-    seen: set = set()
-    kept_values, kept_written = [], []
+class RepeatedValues(UserWarning):
+    """Axis values (or zip rows) that are an earlier one again once rounded: kept once.
+
+    A warning, not an error: a range finer than the parameter's resolution (50 downtime limits
+    between 30 and 40 ms) is a reasonable thing to write, but the grid is then smaller than
+    the product of the lengths written, and the user should hear why."""
+
+
+def _dedup(values: list[Any], written: list[Any], keys: list[Any]) -> tuple[tuple, tuple, list]:
+    """The values whose keys come first, and for each dropped one "<it> is <the first> again"."""
+    first: dict[Any, Any] = {}  # key -> the first written form that had it
+    kept_values, kept_written, repeats = [], [], []
     for value, text, key in zip(values, written, keys, strict=True):
-        if key not in seen:
-            seen.add(key)
-            kept_values.append(value)
-            kept_written.append(text)
-    return tuple(kept_values), tuple(kept_written)
+        if key in first:
+            repeats.append(f"{_text(text)} is {_text(first[key])} again")
+            continue
+        first[key] = text
+        kept_values.append(value)
+        kept_written.append(text)
+    return tuple(kept_values), tuple(kept_written), repeats
+
+
+def _warn_repeats(where: str, nouns: str, total: int, repeats: list[str], listed: bool) -> None:
+    if repeats:
+        shown = "; ".join(repeats[:3]) + ("; ..." if len(repeats) > 3 else "")
+        warnings.warn(
+            f"{where}: {total - len(repeats)} of the {total} {nouns} are distinct once read "
+            f"(units converted, rounded to the parameter's resolution, aliases resolved); the "
+            f"grid keeps each once" + (f" ({shown})" if listed else ""),
+            RepeatedValues,
+            stacklevel=3,
+        )
 
 
 def _axis(name: object, spec: object, page: float | None) -> Factor:
@@ -411,7 +437,9 @@ def _axis(name: object, spec: object, page: float | None) -> Factor:
     pairs = [_canonical(param, v, f"{where}[{i}]", page) for i, v in enumerate(values)]
     if isinstance(spec, Mapping):
         written = [_pretty(param, p[0]) for p in pairs]
-    kept, kept_written = _dedup([p[0] for p in pairs], written, [p[1] for p in pairs])
+    kept, kept_written, repeats = _dedup([p[0] for p in pairs], written, [p[1] for p in pairs])
+    # a range finer than the resolution is fine to write; its values need no listing
+    _warn_repeats(where, "values", len(pairs), repeats, listed=not isinstance(spec, Mapping))
     return Factor(param.name, "axis", {param.name: kept}, {param.name: kept_written})
 
 
@@ -449,7 +477,9 @@ def _zip_group(name: object, spec: object, page: float | None) -> Factor:
         for key, values in lists.items()
     }
     rows = [tuple(canonical[key][i][1] for key in lists) for i in range(n)]
-    keep = _dedup(list(range(n)), list(range(n)), rows)[0]
+    rows_written = [f"row {i}" for i in range(n)]
+    keep, _, repeats = _dedup(list(range(n)), rows_written, rows)
+    _warn_repeats(where, "rows", n, repeats, listed=True)
     values = {key: tuple(canonical[key][i][0] for i in keep) for key in lists}
     written = {key: tuple(lists[key][i] for i in keep) for key in lists}
     return Factor(name, "zip", values, written)
