@@ -207,3 +207,14 @@ def test_report_settings_are_checked_and_read_in_seconds():
         with pytest.raises(ParameterError) as error:
             report.settings(section)
         assert message in str(error.value), section
+
+
+def test_the_schema_and_the_package_know_the_same_report_settings():
+    """The workflow's schema and sweep.report.SETTINGS list the report keys twice (Snakemake
+    reads the one, the package's check names what is allowed from the other): they must agree."""
+    import yaml
+
+    from sweep import report
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert set(schema["properties"]["report"]["properties"]) == set(report.SETTINGS)
