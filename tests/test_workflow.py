@@ -303,6 +303,21 @@ def test_a_value_the_schema_refuses_is_named_with_what_is_allowed(tmp_path):
 
 
 @pytest.mark.slow
+def test_values_dropped_as_repeats_are_named_before_the_jobs(tmp_path):
+    """A list whose values repeat once read gives a smaller grid: the run says so, once, in
+    Snakemake's log, and then runs."""
+    repeats = {**TINY, "axes": {**TINY["axes"], "ram_size": ["1GiB", "1024MiB", "2GiB"]}}
+    write_config(tmp_path, repeats)
+    done = snakemake(tmp_path, "--dry-run")
+    text = done.stdout + done.stderr
+    line = "sweep config: axes.ram_size: 2 of the 3 values are distinct once read"
+    assert text.count(line) == 1, text
+    assert "(1024MiB is 1GiB again)" in text
+    write_config(tmp_path, TINY)
+    assert "sweep config:" not in (lambda d: d.stdout + d.stderr)(snakemake(tmp_path, "-n"))
+
+
+@pytest.mark.slow
 def test_lint_and_format(tmp_path):
     write_config(tmp_path, TINY)
     done = snakemake(tmp_path, "--lint")

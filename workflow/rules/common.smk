@@ -1,7 +1,10 @@
 # Helpers shared by the rules (no rules here, as `snakemake --lint` asks).
 # The logic lives in the package: sweep.grid (config -> grid), sweep.pipeline (the steps).
 
+import warnings
+
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 try:
@@ -41,11 +44,18 @@ def validate_config(config, schema):
 
 
 def load_grid(config):
-    """Check every row of the grid now, so a bad value fails before any job runs."""
+    """Check every row of the grid now, so a bad value fails before any job runs; what the
+    grid warns of (values dropped as repeats) goes to Snakemake's log, before the jobs.
+    """
     try:
-        return sweep_grid.build(config)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            grid = sweep_grid.build(config)
     except ParameterError as error:
         raise WorkflowError(f"bad sweep config: {error}") from None
+    for warning in caught:
+        logger.warning(f"sweep config: {warning.message}")
+    return grid
 
 
 def load_report_settings(config):
