@@ -305,7 +305,7 @@ def test_a_value_the_schema_refuses_is_named_with_what_is_allowed(tmp_path):
 @pytest.mark.slow
 def test_values_dropped_as_repeats_are_named_before_the_jobs(tmp_path):
     """A list whose values repeat once read gives a smaller grid: the run says so, once, in
-    Snakemake's log, and then runs."""
+    Snakemake's log, and then runs; the jobs, which re-read the config, keep it to their logs."""
     repeats = {**TINY, "axes": {**TINY["axes"], "ram_size": ["1GiB", "1024MiB", "2GiB"]}}
     write_config(tmp_path, repeats)
     done = snakemake(tmp_path, "--dry-run")
@@ -313,6 +313,11 @@ def test_values_dropped_as_repeats_are_named_before_the_jobs(tmp_path):
     line = "sweep config: axes.ram_size: 2 of the 3 values are distinct once read"
     assert text.count(line) == 1, text
     assert "(1024MiB is 1GiB again)" in text
+    done = snakemake(tmp_path, "results/summary.parquet")
+    text = done.stdout + done.stderr
+    assert text.count("1024MiB is 1GiB again") == 1, text
+    chunk_logs = sorted((tmp_path / "results" / "logs" / "simulate").glob("*.log"))
+    assert chunk_logs and all("1024MiB is 1GiB again" in f.read_text() for f in chunk_logs)
     write_config(tmp_path, TINY)
     assert "sweep config:" not in (lambda d: d.stdout + d.stderr)(snakemake(tmp_path, "-n"))
 

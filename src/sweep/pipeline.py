@@ -48,7 +48,10 @@ def chunk_name(chunk: int) -> str:
 def job(
     log_path: str | os.PathLike[str], threads: int = 1, tmpdir: str | None = None
 ) -> Iterator[logging.Logger]:
-    """Run a workflow step: log to `log_path`, cap Arrow's threads, use the job's tmpdir."""
+    """Run a workflow step: log to `log_path`, cap Arrow's threads, use the job's tmpdir.
+
+    Python warnings go to the log as well: a job re-reads the config, and what the grid warns
+    of (values dropped as repeats) the workflow has already said once, before the jobs."""
     logging.basicConfig(
         filename=log_path,
         filemode="w",
@@ -56,6 +59,7 @@ def job(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    logging.captureWarnings(True)
     pa.set_cpu_count(max(1, int(threads)))
     if tmpdir:
         Path(tmpdir).mkdir(parents=True, exist_ok=True)
@@ -68,6 +72,7 @@ def job(
         raise
     finally:
         log.info("done in %.2f s", time.perf_counter() - started)
+        logging.captureWarnings(False)
         logging.shutdown()
 
 
