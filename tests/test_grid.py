@@ -356,6 +356,11 @@ def test_relations_across_axes_name_the_grid_row():
     config = {"axes": {"ram_size": ["8GiB", "1GiB"], "working_set_size": ["2GiB"]}}
     error = raises(config, "working_set_size", "grid row 1", "ram_size=1GiB")
     assert "at most nonzero_size" in error.allowed
+    # and the value it is held to, in that row (nonzero_size defaults to ram_size: 1 GiB)
+    assert error.allowed.endswith("nonzero_size_bytes is 1073741824")
+    error = raises({"fixed": {"max_cpu_throttle": 10, "cpu_throttle_initial": 20}},
+                   "max_cpu_throttle", "at least cpu_throttle_initial")  # fmt: skip
+    assert error.allowed.endswith("cpu_throttle_initial_pct is 20")
 
 
 def test_a_sync_as_long_as_the_periodic_timer_is_refused_where_the_timer_runs():

@@ -11,7 +11,7 @@ units ("4GiB", "1Gbit/s", "300ms"); bare numbers are in the canonical unit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -543,15 +543,20 @@ def _check_relations(out: pd.DataFrame) -> None:
         rows = np.flatnonzero(mask)
         return int(rows[0]) if rows.size else None
 
+    def than(column: str, allowed: str) -> Callable[[int], str]:
+        """`allowed`, with the value it is compared with in the bad row."""
+        return lambda row: f"{allowed}; {column} is {_number(out[column].to_numpy()[row].item())}"
+
     ram = out["ram_size_bytes"].to_numpy()
     rules = [
         (out["nonzero_size_bytes"].to_numpy() > ram, "nonzero_size",
-         "nonzero_size_bytes", "at most ram_size"),
+         "nonzero_size_bytes", than("ram_size_bytes", "at most ram_size")),
         (out["working_set_size_bytes"].to_numpy() > out["nonzero_size_bytes"].to_numpy(),
          "working_set_size", "working_set_size_bytes",
-         "at most nonzero_size (written pages hold data)"),
+         than("nonzero_size_bytes", "at most nonzero_size (written pages hold data)")),
         (out["max_cpu_throttle_pct"].to_numpy() < out["cpu_throttle_initial_pct"].to_numpy(),
-         "max_cpu_throttle", "max_cpu_throttle_pct", "at least cpu_throttle_initial"),
+         "max_cpu_throttle", "max_cpu_throttle_pct",
+         than("cpu_throttle_initial_pct", "at least cpu_throttle_initial")),
         (out["auto_converge"].to_numpy() & out["dirty_limit"].to_numpy(), "dirty_limit",
          "dirty_limit", "false when auto_converge is on (QEMU refuses both)"),
     ]  # fmt: skip
@@ -577,4 +582,5 @@ def _check_relations(out: pd.DataFrame) -> None:
         row = first(mask)
         if row is not None:
             value = out[column].to_numpy()[row]
+            allowed = allowed(row) if callable(allowed) else allowed
             raise ParameterError(key, value.item(), allowed, where=f"scenario {row}")
