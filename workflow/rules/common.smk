@@ -54,7 +54,12 @@ def load_grid(config):
     except ParameterError as error:
         raise WorkflowError(f"bad sweep config: {error}") from None
     for warning in caught:
-        logger.warning(f"sweep config: {warning.message}")
+        if issubclass(warning.category, sweep_grid.RepeatedValues):
+            logger.warning(f"sweep config: {warning.message}")
+        else:  # not ours: as Python would have shown it
+            warnings.showwarning(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     return grid
 
 
