@@ -261,6 +261,25 @@ def test_engine_equals_reference_where_a_jump_limit_is_a_window_edge() -> None:
     compare(perf_rows(cases))
 
 
+def test_a_landing_a_fraction_of_a_page_above_the_threshold_costs_no_extra_pass() -> None:
+    """Perf-grid scenarios cancelled after 30 syncs whose jump, cycle after cycle, reaches a
+    decision point 0.01-0.2 pages above the threshold.  With a guard of one page the jump
+    stopped there, an ordinary pass sent one slice, and the sync came a pass later: 58-59
+    passes for 30 syncs, which a chunk holding one such scenario paid in full.  The guard is
+    now GUARD of the queue: one pass per sync, and the same answers as the reference."""
+    cases = [
+        ("uniform", False, "10%", 213746993.33458674, 662, 935058.59375),
+        ("uniform", False, "70%", 365502217.2766086, 341, 1372070.3125),
+        ("uniform", False, "5%", 319626305.9725746, 73, 771484.375),
+    ]
+    rows = perf_rows(cases)
+    for row in rows:
+        result = run_chunk(normalize([row]))
+        assert result.summary["dirty_sync_count"][0] == 31  # cancelled after 30 syncs
+        assert result.passes == 31, row
+    compare(rows)
+
+
 def test_engine_equals_reference_when_the_timer_and_the_thread_sync_together(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

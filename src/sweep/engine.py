@@ -9,7 +9,7 @@ What makes it fast is :func:`jump_quiet_windows`.  Between two syncs, a counter 
 starts with a fresh rate budget and meets no decision is *regular*: it sends the same bytes
 (two 50 ms slices at link speed, or the budget), lasts exactly 100 ms, and only moves counters
 linearly.  The jump computes how many regular windows lie ahead before anything can happen
-(a decision point within one page of the threshold, the time cap, the 5 s timer) and takes
+(a decision point within float noise of the threshold, the time cap, the 5 s timer) and takes
 them in one step.  The jump is conservative: it stops early, and the ordinary passes make
 every decision exactly as the reference does.
 
@@ -77,6 +77,12 @@ SUMMARY_FIELDS = (
 )  # fmt: skip
 
 NEVER = np.iinfo(np.int64).max // 4  # a time no scenario reaches
+# How far above the threshold a decision point must provably be for a jump to pass it, as a
+# share of the queue: ten times the tolerance of the decisions (num.EPS, against a threshold
+# below the queue), 10^5 times the float noise between a jump and the reference's steps.
+# A guard of one page made the jump stop at points a fraction of a page above the
+# threshold, cycle after cycle: two passes per sync (docs/performance.md, eleventh session).
+GUARD = 10 * num.EPS
 
 
 def flat(mask: np.ndarray) -> np.ndarray:
@@ -687,7 +693,7 @@ class Engine:
         the counters and the clock move linearly.  Without a rate limit a window already
         started (after a sync, say) is finished the same way: its remaining slices are full
         50 ms slices.  The jump passes every decision point (the start of each slice) at which
-        the queue is provably more than one page above the threshold of every window it
+        the queue is provably (by GUARD of it) above the threshold of every window it
         crosses, and lands on the first one that is not: there the ordinary pass decides
         exactly as the reference does.  When the slice from there would empty the queue (so
         that the next loop top syncs), it takes that slice too, also inside a window already
@@ -730,21 +736,22 @@ class Engine:
         m = np.where(fresh, 0, -((elapsed - C.BUFFER_DELAY_US) // C.MAX_WAIT_US))
         base = m * slice_bytes
         # A decision point after b bytes is quiet while the queue then stays above the guard
-        # (threshold / P + 1 pages), i.e. b < limit.  Each window's points are judged against
-        # the threshold of the window before it: until the current window closes (after
-        # `closes` bytes) the current one; in the next window the threshold the current one
-        # sets when it closes (a started window's, computed as window_counters will, or a
-        # regular window's); after that a regular window's.  The one-page margin absorbs float
-        # noise; `room` keeps a page queued (a slice that empties the queue ends early: an
-        # ordinary pass takes it).
+        # (threshold / P pages, plus GUARD of the queue now), i.e. b < limit.  Each window's
+        # points are judged against the threshold of the window before it: until the current
+        # window closes (after `closes` bytes) the current one; in the next window the
+        # threshold the current one sets when it closes (a started window's, computed as
+        # window_counters will, or a regular window's); after that a regular window's.  The
+        # GUARD margin absorbs float noise; `room` keeps a page queued (a slice that empties
+        # the queue ends early: an ordinary pass takes it).
         close_ms = (elapsed + m * C.MAX_WAIT_US) / 1000.0
         _, closing = switchover_threshold((st.win_bytes + base) / close_ms, st.Bsw, st.DL)
         regular_threshold = st.regular_threshold
         closing = np.where(fresh, regular_threshold, closing)
         P = st.P
+        guard = pages * GUARD
         now, after_close, regular, room = scan.bytes_for(
-            np.array([pages - st.threshold / P - 1.0, pages - closing / P - 1.0,
-                      pages - regular_threshold / P - 1.0, pages - 1.0])
+            np.array([pages - st.threshold / P - guard, pages - closing / P - guard,
+                      pages - regular_threshold / P - guard, pages - 1.0])
         )  # fmt: skip
         # Zones and limits are counted from `base` (the end of the started window), so that
         # a limit on a zone's edge gives a whole number of windows exactly.
