@@ -142,6 +142,96 @@ def test_iteration_cap_cancels_after_more_than_max_iterations_syncs() -> None:
     assert s["dirty_sync_count"] == 6
 
 
+# --- postcopy ------------------------------------------------------------------------------------
+
+
+def test_postcopy_after_n_syncs_stops_once_and_sends_the_rest_at_link_speed() -> None:
+    """The hopeless 1 GiB guest above, with the manager asking for postcopy at 4 syncs.
+
+    Sync k >= 2 falls at (k - 1) x pass_ms, each leaving the whole working set queued, and
+    the same iteration_run sends one slice after it.  At the next loop top the manager asks,
+    and QEMU starts postcopy at that decision: it stops the guest (2 ms), syncs (the discard
+    bitmap's), sends the device state, and the destination runs while the queue that sync
+    left streams at link speed.
+    """
+    link, limit, stop, dev = 125e6, 300, 2.0, 2**20
+    r = one(
+        ram_size="1GiB", dirty_rate=1e6, write_pattern="sequential", link_bandwidth=link,
+        max_bandwidth=0, downtime_limit=limit, setup_time=0, sync_time=0, stop_time=stop,
+        device_state_size=dev, max_time="1h", max_iterations=30, postcopy_after_iterations=4,
+    )  # fmt: skip
+    pages = 2**30 // P
+    slice_bytes = link * 0.050
+    threshold_pages = link / 1000 * limit / P
+    j = math.floor((pages - threshold_pages) / (slice_bytes / WIRE)) + 1  # slices per pass
+    start_ms = (3 * j + 1) * 50
+    s, it = r.summary.iloc[0], r.iterations
+    assert s["status"] == "completed-postcopy" and not s["converged"]
+    assert s["dirty_sync_count"] == 5
+    assert it["sync_reason"].astype(str).tolist() == ["setup"] + ["exact"] * 3 + ["postcopy"]
+    assert it["time_ms"].iloc[-1] == pytest.approx(start_ms + stop)
+    assert s["downtime_ms"] == pytest.approx(stop + dev / link * 1000, rel=1e-9)
+    assert s["downtime_bytes"] == 0
+    queued = it["remaining_bytes"].iloc[-1] / P  # what the postcopy sync left
+    assert pages - slice_bytes / WIRE < queued < pages
+    assert s["postcopy_bytes"] == pytest.approx(queued * WIRE, abs=WIRE)
+    assert s["postcopy_time_ms"] == pytest.approx(s["postcopy_bytes"] / link * 1000, rel=1e-6)
+    assert s["total_time_ms"] == pytest.approx(
+        start_ms + s["downtime_ms"] + s["postcopy_time_ms"], rel=1e-12
+    )
+    assert s["precopy_bytes"] == pytest.approx((3 * j + 1) * slice_bytes, rel=1e-12)
+    assert s["transferred_bytes"] == pytest.approx(
+        s["precopy_bytes"] + s["postcopy_bytes"] + dev, abs=2
+    )  # 10.1 counts the device state
+    assert not s["downtime_exceeded"]
+
+
+def test_postcopy_is_not_started_when_pre_copy_switches_over_first() -> None:
+    asked = one(ram_size="1GiB", dirty_rate=0, link_bandwidth="1Gbit/s", max_bandwidth=0,
+                postcopy_after_iterations=3)  # fmt: skip
+    plain = one(ram_size="1GiB", dirty_rate=0, link_bandwidth="1Gbit/s", max_bandwidth=0)
+    s = asked.summary.iloc[0]
+    assert s["status"] == "completed" and s["dirty_sync_count"] == 3
+    assert s["postcopy_bytes"] == 0 and pd.isna(s["postcopy_time_ms"])
+    assert s["total_time_ms"] == plain.summary["total_time_ms"].iloc[0]
+
+
+@pytest.mark.parametrize("rate", ["10MB/s", "20MB/s", "50MB/s"])
+def test_from_10_1_a_requested_postcopy_comes_before_the_switchover_check(rate) -> None:
+    """Ask for postcopy two syncs before pre-copy would switch over, in scenarios whose last
+    pass is one slice: the first decision after the request finds pending under the
+    threshold.  9.0 switches over there as if nobody had asked; 10.1 checks the request
+    first and starts postcopy at that same moment (spec, section 2)."""
+    base = dict(ram_size="1GiB", working_set_size="1GiB", dirty_rate=rate,
+                link_bandwidth="1Gbit/s", max_bandwidth=0, setup_time=0, sync_time=0,
+                stop_time=0)  # fmt: skip
+    plain = sweep.simulate([dict(base, qemu_version=v) for v in ("9.0", "10.1")]).summary
+    syncs = int(plain["dirty_sync_count"].iloc[0])
+    asked = sweep.simulate(
+        [dict(base, qemu_version=v, postcopy_after_iterations=syncs - 2) for v in ("9.0", "10.1")]
+    ).summary
+    before, after = asked.iloc[0], asked.iloc[1]
+    assert before["status"] == "completed"
+    assert before["total_time_ms"] == plain["total_time_ms"].iloc[0]
+    assert after["status"] == "completed-postcopy"
+    assert after["dirty_sync_count"] == syncs
+    # both stopped the guest at the same time
+    stopped = plain["total_time_ms"].iloc[1] - plain["downtime_ms"].iloc[1]
+    assert after["total_time_ms"] - after["downtime_ms"] - after["postcopy_time_ms"] == (
+        pytest.approx(stopped, rel=1e-12)
+    )
+
+
+def test_postcopy_is_refused_after_the_iteration_cap_and_on_8_0_to_8_2() -> None:
+    message = r"postcopy_after_iterations.*31.*at most max_iterations .*; max_iterations is 30"
+    with pytest.raises(ValueError, match=message):
+        normalize([{"max_iterations": 30, "postcopy_after_iterations": 31}])
+    with pytest.raises(ValueError, match=r"postcopy_after_iterations.*0 with QEMU 8.0-8.2"):
+        normalize([{"qemu_version": "8.1", "postcopy_after_iterations": 5}])
+    normalize([{"qemu_version": "8.1", "postcopy_after_iterations": 0}])  # 0: never asks
+    normalize([{"max_iterations": 0, "postcopy_after_iterations": 100}])  # no cap
+
+
 # --- auto-converge -------------------------------------------------------------------------------
 
 
@@ -266,7 +356,7 @@ def broad_grid() -> pd.DataFrame:
     n = 3000
     ram = rng.integers(256, 2**20, n) * P
     nonzero = (ram * rng.uniform(0, 1, n) // P) * P
-    return pd.DataFrame(
+    grid = pd.DataFrame(
         {
             "ram_size": ram,
             "nonzero_size": nonzero,
@@ -284,6 +374,11 @@ def broad_grid() -> pd.DataFrame:
             "max_iterations": rng.integers(0, 50, n),
         }
     )
+    # a quarter ask for postcopy (never with 8.2: refused), before the manager would cancel
+    ask = (rng.uniform(size=n) < 0.25) & (grid["qemu_version"] != "8.2").to_numpy()
+    cap = np.where(grid["max_iterations"] > 0, grid["max_iterations"], 50)
+    grid["postcopy_after_iterations"] = np.where(ask, rng.integers(1, 50, n) % cap + 1, 0)
+    return grid
 
 
 def test_invariants_hold_for_every_scenario() -> None:
@@ -291,26 +386,39 @@ def test_invariants_hold_for_every_scenario() -> None:
     frame = normalize(grid)
     raw = run_chunk(frame, record_samples=True)
     s = raw.summary
-    # every scenario ends, with a known status
-    assert set(np.unique(s["status"])) <= {1, 2, 3}
+    # every scenario ends, with a known status; some of them by postcopy
+    assert set(np.unique(s["status"])) <= {1, 2, 3, 4}
+    postcopy = s["status"] == 4
+    assert postcopy.sum() > 100
     assert np.isfinite(s["total_time_ms"]).all()
     completed = s["status"] == 1
+    finished = completed | postcopy  # the guest runs on the destination
     dev = frame["device_state_size_bytes"].to_numpy()
     page = frame["page_size_bytes"].to_numpy()
     # bytes are conserved: pages sent x their wire cost = RAM bytes sent
-    ram_bytes = s["precopy_bytes"] + s["downtime_bytes"]
+    ram_bytes = s["precopy_bytes"] + s["downtime_bytes"] + s["postcopy_bytes"]
     np.testing.assert_allclose(
         s["normal_pages"] * (page + 8) + s["zero_pages"] * 9, ram_bytes, rtol=1e-9
     )
-    # ... and a completed migration sent every non-zero page at least once
+    # ... and a finished migration sent every non-zero page at least once
     nonzero_pages = frame["nonzero_size_bytes"].to_numpy() / page
-    assert (s["normal_pages"][completed] >= nonzero_pages[completed] * (1 - 1e-9)).all()
+    assert (s["normal_pages"][finished] >= nonzero_pages[finished] * (1 - 1e-9)).all()
     version_81 = frame["qemu_version"].astype(str).isin(["8.2", "9.0", "9.2", "10.1"]).to_numpy()
     np.testing.assert_allclose(
         s["transferred_bytes"],
-        ram_bytes + np.where(completed & version_81, dev, 0.0),
+        ram_bytes + np.where(finished & version_81, dev, 0.0),
         rtol=1e-9,
     )
+    # postcopy: asked for, its bytes only after it started, at link speed at most
+    asked = frame["postcopy_after_iterations"].to_numpy()
+    assert (asked[postcopy] > 0).all()
+    assert (s["postcopy_bytes"][~postcopy] == 0).all()
+    assert np.isnan(s["postcopy_time_ms"][~postcopy]).all()
+    link_ms = frame["link_bandwidth_bytes_per_s"].to_numpy() / 1000
+    assert (
+        s["postcopy_time_ms"][postcopy] >= (s["postcopy_bytes"] / link_ms)[postcopy] * (1 - 1e-9)
+    ).all()
+    assert (s["dirty_sync_count"][postcopy] >= asked[postcopy] + 1).all()
     # remaining never negative; time strictly increasing (every sync and window costs time)
     for table in (raw.iterations, raw.samples):
         assert (table["remaining_bytes"] >= 0).all()
@@ -322,10 +430,10 @@ def test_invariants_hold_for_every_scenario() -> None:
     cap_ms = frame["max_time_s"].to_numpy() * 1000
     over = s["total_time_ms"][cancelled] - cap_ms[cancelled]
     assert (over >= 0).all() and (over <= 100 + 5 + 1e-6).all()
-    # downtime exists exactly for completed migrations and covers the fixed costs
-    assert np.isnan(s["downtime_ms"][~completed]).all()
+    # downtime exists exactly for finished migrations and covers the fixed costs
+    assert np.isnan(s["downtime_ms"][~finished]).all()
     fixed = (frame["stop_time_ms"] + frame["sync_time_ms"]).to_numpy()
-    assert (s["downtime_ms"][completed] >= fixed[completed] - 1e-9).all()
+    assert (s["downtime_ms"][finished] >= fixed[finished] - 1e-9).all()
 
 
 def test_label_columns_read_the_same_as_categoricals_or_as_strings() -> None:

@@ -21,7 +21,7 @@ import pandas as pd
 from . import schema
 from .engine import ChunkResult, run_chunk
 from .params import PARAMETERS, ParameterError, normalize
-from .reference import COMPLETED, STATUS_NAMES, SYNC_REASONS
+from .reference import COMPLETED, POSTCOPY, STATUS_NAMES, SYNC_REASONS
 
 __all__ = ["Result", "scenario_ids", "simulate", "tables_from_chunk"]
 
@@ -66,10 +66,11 @@ def tables_from_chunk(
     ids = scenarios["scenario_id"].to_numpy()
     status = pd.Categorical.from_codes(s["status"].astype(np.int8) - 1, list(STATUS_NAMES[1:]))
     completed = s["status"] == COMPLETED
+    finished = completed | (s["status"] == POSTCOPY)  # the guest runs on the destination
     exceeded = pd.array(
         s["downtime_ms"] > scenarios["downtime_limit_ms"].to_numpy(), dtype="boolean"
     )
-    exceeded[~completed] = pd.NA
+    exceeded[~finished] = pd.NA
     transferred = _rounded(s["transferred_bytes"])
     busy_ms = s["total_time_ms"] - s["setup_time_ms"]
     outcome = pd.DataFrame(
@@ -83,13 +84,15 @@ def tables_from_chunk(
             "transferred_bytes": transferred,
             "precopy_bytes": _rounded(s["precopy_bytes"]),
             "downtime_bytes": _rounded(s["downtime_bytes"]),
+            "postcopy_bytes": _rounded(s["postcopy_bytes"]),
+            "postcopy_time_ms": s["postcopy_time_ms"],
             "normal_pages": _rounded(s["normal_pages"]),
             "zero_pages": _rounded(s["zero_pages"]),
             "threshold_bytes": _rounded(s["threshold_bytes"]),
             "expected_downtime_ms": _rounded(s["expected_downtime_ms"]),
             "throttle_pct": s["throttle_pct"].astype(np.int8),
             "dirty_pages_rate_pages_per_s": _rounded(s["dirty_pages_rate"]),
-            "mbps": np.where(completed, transferred * 8.0 / busy_ms / 1000.0, np.nan),
+            "mbps": np.where(finished, transferred * 8.0 / busy_ms / 1000.0, np.nan),
         }
     )
     outcome = outcome[[c.name for c in schema.SUMMARY if c.name != "scenario_id"]]

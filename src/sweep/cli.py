@@ -95,6 +95,17 @@ def _verdict(row: pd.Series) -> list[str]:
             f"{format_duration_ms(limit)} limit); {format_bytes(row['transferred_bytes'])} sent "
             f"({format_bytes(row['downtime_bytes'])} of RAM while stopped).",
         ]
+    if row["status"] == "completed-postcopy":
+        within = "exceeds" if row["downtime_exceeded"] else "within"
+        return [
+            f"Did not converge in pre-copy: the manager switched to postcopy at "
+            f"{row['postcopy_after_iterations']} dirty syncs; total time "
+            f"{format_duration_ms(row['total_time_ms'])}.",
+            f"Downtime {format_duration_ms(row['downtime_ms'])} ({within} the "
+            f"{format_duration_ms(limit)} limit); the destination then ran for "
+            f"{format_duration_ms(row['postcopy_time_ms'])} while "
+            f"{format_bytes(row['postcopy_bytes'])} came over on demand and in the background.",
+        ]
     why = {
         "cancelled-time": f"cancelled at max_time ({row['max_time_s']:g} s)",
         "cancelled-iterations": f"cancelled after more than {row['max_iterations']} syncs",

@@ -30,8 +30,10 @@ from .reference import (
     CANCELLED_ITERATIONS,
     CANCELLED_TIME,
     COMPLETED,
+    POSTCOPY,
     SYNC_EXACT,
     SYNC_FINAL,
+    SYNC_POSTCOPY,
     SYNC_SETUP,
     SYNC_TIMER,
     C,
@@ -46,6 +48,7 @@ CONSTANTS = (
     "S_dev", "setup_us", "sync_us", "stop_us", "max_time_us", "max_iterations", "auto_converge",
     "dirty_limit", "quota", "periodic", "sync_le", "complete_le", "device_in_transferred",
     "trigger_pct", "ac_initial", "ac_increment", "ac_max", "tailslow", "zero_last", "L_first",
+    "postcopy_at", "postcopy_first", "manager_at",
     # a regular window (see regular_window)
     "one_slice", "cap1", "window_bytes", "regular_threshold", "regular_bandwidth",
     "regular_bw_per_ms", "regular_mbps",
@@ -72,8 +75,9 @@ SAMPLE_FIELDS = (
 )  # fmt: skip
 SUMMARY_FIELDS = (
     "status", "total_time_ms", "setup_time_ms", "downtime_ms", "dirty_sync_count",
-    "transferred_bytes", "precopy_bytes", "downtime_bytes", "normal_pages", "zero_pages",
-    "threshold_bytes", "expected_downtime_ms", "throttle_pct", "dirty_pages_rate",
+    "transferred_bytes", "precopy_bytes", "downtime_bytes", "postcopy_bytes",
+    "postcopy_time_ms", "normal_pages", "zero_pages", "threshold_bytes",
+    "expected_downtime_ms", "throttle_pct", "dirty_pages_rate",
 )  # fmt: skip
 
 NEVER = np.iinfo(np.int64).max // 4  # a time no scenario reaches
@@ -167,12 +171,21 @@ def _init(frame: pd.DataFrame) -> State:
     st.stop_us = to_us(f8("stop_time_ms"))
     st.max_time_us = to_us(f8("max_time_s") * 1000.0)
     st.max_iterations = i8("max_iterations")
+    # the sync count at which the manager asks for postcopy, and at which it acts at all
+    # (asks, or cancels after max_iterations): a jump never crosses a loop top where it acts
+    postcopy_after = i8("postcopy_after_iterations")
+    st.postcopy_at = np.where(postcopy_after > 0, postcopy_after, NEVER)
+    st.manager_at = np.minimum(
+        st.postcopy_at, np.where(st.max_iterations > 0, st.max_iterations + 1, NEVER)
+    )
     st.auto_converge = frame["auto_converge"].to_numpy().astype(bool)
     st.dirty_limit = frame["dirty_limit"].to_numpy().astype(bool)
     st.quota = f8("vcpus") * f8("vcpu_dirty_limit_mib_per_s") * 2**20 / st.P
-    periodic, st.device_in_transferred, st.sync_le, st.complete_le = version_flags(
-        frame["qemu_version"], "periodic_sync", "device_state_in_transferred",
-        "sync_when_equal", "complete_when_equal",
+    periodic, st.device_in_transferred, st.sync_le, st.complete_le, st.postcopy_first = (
+        version_flags(
+            frame["qemu_version"], "periodic_sync", "device_state_in_transferred",
+            "sync_when_equal", "complete_when_equal", "postcopy_first",
+        )
     )  # fmt: skip
     st.periodic = periodic & st.auto_converge
     st.trigger_pct = f8("throttle_trigger_threshold_pct")
@@ -343,6 +356,7 @@ class Engine:
         self.out["status"] = np.zeros(n, dtype=np.int8)
         self.out["dirty_sync_count"] = np.zeros(n, dtype=np.int64)
         self.out["throttle_pct"] = np.zeros(n, dtype=np.int64)
+        self.out["postcopy_bytes"] = np.zeros(n)
         self.downtime_ms = np.full(n, np.nan)
         self.downtime_bytes = np.zeros(n)
         self.total_time_ms = np.full(n, np.nan)
@@ -510,11 +524,13 @@ class Engine:
             throttle_pct=st.throttle[i],
         )  # fmt: skip
 
-    def iteration_run(self, active: np.ndarray, timer: np.ndarray) -> None:
-        """migration_iteration_run: maybe sync, maybe switch over, else one iterate slice.
+    def iteration_run(self, active: np.ndarray, timer: np.ndarray, asked: np.ndarray) -> None:
+        """migration_iteration_run: maybe sync, maybe switch over or start postcopy, else one
+        iterate slice.
 
         `timer`: the scenarios whose 5 s tick syncs first (timer_tick); their syncs join
-        this pass's, and the queue they leave is judged after them."""
+        this pass's, and the queue they leave is judged after them.  `asked`: the scenarios
+        whose manager asked for postcopy at this loop top (manager_cancels)."""
         st = self.st
         pending = self.remaining(slice(None)) * st.P
         threshold = st.threshold
@@ -539,11 +555,19 @@ class Engine:
             num.at_most(pending, threshold),
             (pending == 0) | num.below(pending, threshold),
         )
+        go = active & ~switch
+        if asked.size:  # postcopy, at a decision that does not switch over (10.1+: first)
+            postcopy = np.zeros_like(active)
+            postcopy[asked] = True
+            postcopy &= active & (st.postcopy_first | ~switch)
+            switch &= ~postcopy
+            go &= ~postcopy
+            self.postcopy_start(flat(postcopy))
         # migration_completion reads only the scenario's own state and ends it, so the
         # scenarios that switch over leave the loop now and complete in batches (run).
         st.live &= ~switch
         st.stopping |= switch
-        self.ram_save_iterate(active & ~switch)
+        self.ram_save_iterate(go)
 
     @staticmethod
     def sync_wanted(pending: np.ndarray, threshold: np.ndarray, sync_le: np.ndarray) -> np.ndarray:
@@ -601,12 +625,7 @@ class Engine:
         downtime_start = st.t[i].copy()
         st.t[i] += st.stop_us[i]
         self.bitmap_sync(i, SYNC_FINAL)
-        final_bytes = self.wire_bytes(i)
-        old, zero, _ = self.segments(i)
-        first_bytes = np.where(st.first_pass[i], old + zero, 0.0)
-        st.zero_pages[i] += st.R_z[i]
-        st.normal_pages[i] += st.R_c[i] + st.R_h[i] + st.R_n[i]
-        st.R_z[i] = st.R_c[i] = st.R_h[i] = st.R_n[i] = 0.0
+        final_bytes, first_bytes = self.send_all(i)
         st.X[i] += final_bytes + st.S_dev[i]
         copy_us = first_bytes / st.L_first[i] + (final_bytes - first_bytes + st.S_dev[i]) / st.L[i]
         downtime_ms = (st.t[i] - downtime_start) / 1000.0 + copy_us / 1000.0
@@ -615,6 +634,36 @@ class Engine:
         self.downtime_bytes[rows] = final_bytes
         self.total_time_ms[rows] = downtime_start / 1000.0 + downtime_ms
         self.finish(i, COMPLETED)
+
+    def send_all(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Count every queued page of scenarios `i` as sent; their wire bytes, and how many
+        of those are still in the first pass (sent at first_copy_bandwidth)."""
+        st = self.st
+        wire = self.wire_bytes(i)
+        old, zero, _ = self.segments(i)
+        first_bytes = np.where(st.first_pass[i], old + zero, 0.0)
+        st.zero_pages[i] += st.R_z[i]
+        st.normal_pages[i] += st.R_c[i] + st.R_h[i] + st.R_n[i]
+        st.R_z[i] = st.R_c[i] = st.R_h[i] = st.R_n[i] = 0.0
+        return wire, first_bytes
+
+    def postcopy_start(self, i: np.ndarray) -> None:
+        """postcopy_start and the postcopy phase in closed form (reference.postcopy_start)."""
+        st = self.st
+        downtime_start = st.t[i].copy()
+        st.t[i] += st.stop_us[i]
+        self.bitmap_sync(i, SYNC_POSTCOPY)
+        st.X[i] += st.S_dev[i]
+        downtime_ms = (st.t[i] - downtime_start) / 1000.0 + st.S_dev[i] / st.L[i] / 1000.0
+        postcopy_bytes, first_bytes = self.send_all(i)
+        st.X[i] += postcopy_bytes
+        copy_us = first_bytes / st.L_first[i] + (postcopy_bytes - first_bytes) / st.L[i]
+        rows = st.idx[i]
+        self.downtime_ms[rows] = downtime_ms
+        self.out["postcopy_bytes"][rows] = postcopy_bytes
+        self.out["postcopy_time_ms"][rows] = copy_us / 1000.0
+        self.total_time_ms[rows] = downtime_start / 1000.0 + downtime_ms + copy_us / 1000.0
+        self.finish(i, POSTCOPY)
 
     def timer_tick(self) -> np.ndarray:
         """cpu_throttle_dirty_sync_timer_tick for scenarios whose 5 s tick is due; returns
@@ -650,8 +699,9 @@ class Engine:
             st.next_tick[i] += C.PERIODIC_SYNC_US
             i = flat(st.live & (st.t >= st.next_tick))
 
-    def manager_cancels(self) -> None:
-        """guestperf's policy: cancel after max_time or more than max_iterations syncs."""
+    def manager_cancels(self) -> np.ndarray:
+        """guestperf's policy: cancel after max_time or more than max_iterations syncs; ask
+        for postcopy from postcopy_after_iterations syncs.  Returns who is asked."""
         st = self.st
         late = st.live & (st.t >= st.max_time_us)
         many = st.live & ~late & self.capped()
@@ -660,6 +710,7 @@ class Engine:
             if i.size:
                 self.total_time_ms[st.idx[i]] = st.t[i] / 1000.0
                 self.finish(i, status)
+        return flat(st.live & (st.sync_count >= st.postcopy_at))
 
     def finish(self, i: np.ndarray, status: int) -> None:
         """Copy the summary of scenarios `i` out and mask them from every later event."""
@@ -670,7 +721,7 @@ class Engine:
         out["setup_time_ms"][rows] = st.setup_us[i] / 1000.0
         out["dirty_sync_count"][rows] = st.sync_count[i]
         transferred = st.X[i]
-        if status == COMPLETED:
+        if status in (COMPLETED, POSTCOPY):
             transferred = np.where(
                 st.device_in_transferred[i], transferred, transferred - st.S_dev[i]
             )
@@ -704,7 +755,7 @@ class Engine:
         """
         st = self.st
         fresh = (st.t == st.win_start) & (st.win_bytes == 0)
-        ready = st.live & (fresh | (st.budget == 0)) & ~self.capped()
+        ready = st.live & (fresh | (st.budget == 0)) & (st.sync_count < st.manager_at)
         if np.count_nonzero(ready):
             self.jump(ready, fresh)
 
@@ -945,9 +996,9 @@ class Engine:
             while len(st):
                 passes += 1
                 self.jump_quiet_windows()
-                self.manager_cancels()
+                asked = self.manager_cancels()
                 timer = self.timer_tick()
-                self.iteration_run(st.live.copy(), timer)
+                self.iteration_run(st.live.copy(), timer, asked)
                 self.update_counters(flat(st.live & (st.t - st.win_start >= C.BUFFER_DELAY_US)))
                 sleepy = st.live & st.budget_spent
                 if np.count_nonzero(sleepy):  # .any() costs several times more per call

@@ -223,6 +223,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("max_iterations", "max_iterations", "int", 30,
           "Cancel once dirty-sync-count exceeds this (guestperf's max_iters); 0 = no cap.",
           minimum=0, maximum=10**9, dtype="int64"),
+    Param("postcopy_after_iterations", "postcopy_after_iterations", "int", 0,
+          "Switch to postcopy (postcopy-ram on, migrate-start-postcopy) once dirty-sync-count "
+          "reaches this (guestperf's post_copy_iters); 0 = never.  At most max_iterations.",
+          qemu="migrate-start-postcopy", minimum=0, maximum=10**9, dtype="int64"),
 )  # fmt: skip
 
 _BY_NAME = {p.name: p for p in PARAMETERS}
@@ -277,6 +281,16 @@ class QemuVersion:
     def periodic_sync(self) -> bool:
         """9.2 added a 5 s timer that forces a sync under auto-converge."""
         return self.at_least(9, 2)
+
+    @property
+    def postcopy_first(self) -> bool:
+        """10.1's rewrite starts a requested postcopy before it checks for a switchover."""
+        return self.at_least(10, 1)
+
+    @property
+    def postcopy_syncs_every_step(self) -> bool:
+        """8.0-8.2 with postcopy-ram ran the exact pending (a sync) at every decision."""
+        return self.sync_when_equal
 
     @property
     def device_state_in_transferred(self) -> bool:
@@ -559,10 +573,15 @@ def _check_relations(out: pd.DataFrame) -> None:
          than("cpu_throttle_initial_pct", "at least cpu_throttle_initial")),
         (out["auto_converge"].to_numpy() & out["dirty_limit"].to_numpy(), "dirty_limit",
          "dirty_limit", "false when auto_converge is on (QEMU refuses both)"),
+        ((out["max_iterations"].to_numpy() > 0)
+         & (out["postcopy_after_iterations"].to_numpy() > out["max_iterations"].to_numpy()),
+         "postcopy_after_iterations", "postcopy_after_iterations",
+         than("max_iterations", "at most max_iterations (the manager cancels first)")),
     ]  # fmt: skip
-    switch, limit, periodic = version_flags(
-        out["qemu_version"], "has_switchover_bandwidth", "has_dirty_limit", "periodic_sync"
-    )
+    switch, limit, periodic, every_step = version_flags(
+        out["qemu_version"], "has_switchover_bandwidth", "has_dirty_limit", "periodic_sync",
+        "postcopy_syncs_every_step",
+    )  # fmt: skip
     rules += [
         (~switch & (out["switchover_bandwidth_bytes_per_s"].to_numpy() > 0),
          "switchover_bandwidth", "switchover_bandwidth_bytes_per_s",
@@ -577,6 +596,11 @@ def _check_relations(out: pd.DataFrame) -> None:
          f"below {PERIODIC_SYNC_MS} ms with auto_converge from QEMU 9.2: its "
          f"{PERIODIC_SYNC_MS // 1000} s dirty-sync timer would sync again before each sync "
          "ended, without end"),
+        # not modelled: with postcopy-ram on these versions sync at every decision (50 ms)
+        (every_step & (out["postcopy_after_iterations"].to_numpy() > 0),
+         "postcopy_after_iterations", "postcopy_after_iterations",
+         "0 with QEMU 8.0-8.2 (not modelled: with postcopy-ram on they ran a dirty sync at "
+         "every decision, a regression fixed in 9.0)"),
     ]  # fmt: skip
     for mask, key, column, allowed in rules:
         row = first(mask)

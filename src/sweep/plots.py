@@ -110,11 +110,13 @@ STATUS_COLORS = {
     "completed": OKABE_ITO[0],
     "cancelled-time": OKABE_ITO[1],
     "cancelled-iterations": OKABE_ITO[2],
+    "completed-postcopy": OKABE_ITO[4],
 }
 STATUS_LABELS = {
     "completed": "converged",
     "cancelled-time": "cancelled at max_time",
     "cancelled-iterations": "cancelled at max_iterations",
+    "completed-postcopy": "finished by postcopy",
 }
 NEVER_COLOR = "#d9d9d9"  # light grey under a hatch: "no scenario in this cell converged"
 HATCH = "////"

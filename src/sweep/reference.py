@@ -49,11 +49,14 @@ class Constants:
 C = Constants()
 
 # Status codes shared with the engine and the summary table.
-RUNNING, COMPLETED, CANCELLED_TIME, CANCELLED_ITERATIONS = 0, 1, 2, 3
-STATUS_NAMES = ("running", "completed", "cancelled-time", "cancelled-iterations")
+# New codes go at the end: Parquet files store the names, reports compare codes.
+RUNNING, COMPLETED, CANCELLED_TIME, CANCELLED_ITERATIONS, POSTCOPY = 0, 1, 2, 3, 4
+STATUS_NAMES = (
+    "running", "completed", "cancelled-time", "cancelled-iterations", "completed-postcopy",
+)  # fmt: skip
 # Why a sync ran, for the iterations table.
-SYNC_SETUP, SYNC_EXACT, SYNC_TIMER, SYNC_FINAL = 0, 1, 2, 3
-SYNC_REASONS = ("setup", "exact", "timer", "final")
+SYNC_SETUP, SYNC_EXACT, SYNC_TIMER, SYNC_FINAL, SYNC_POSTCOPY = 0, 1, 2, 3, 4
+SYNC_REASONS = ("setup", "exact", "timer", "final", "postcopy")
 
 
 def us(ms: float) -> int:
@@ -92,6 +95,8 @@ class ReferenceMigration:
         self.stop_us = us(r["stop_time_ms"])
         self.max_time_us = us(float(r["max_time_s"]) * 1000.0)
         self.max_iterations = int(r["max_iterations"])
+        self.postcopy_after = int(r["postcopy_after_iterations"])
+        self.postcopy_requested = False  # migrate-start-postcopy has been sent
         self.auto_converge = bool(r["auto_converge"])
         self.dirty_limit = bool(r["dirty_limit"])
         self.quota = float(r["vcpus"]) * float(r["vcpu_dirty_limit_mib_per_s"]) * 2**20 / self.P
@@ -109,7 +114,7 @@ class ReferenceMigration:
         self.ring_lapped = True
         self.t = 0
         self.X = 0.0  # migration_transferred_bytes: every byte on the wire
-        self.precopy_bytes = self.downtime_bytes = 0.0
+        self.precopy_bytes = self.downtime_bytes = self.postcopy_bytes = 0.0
         self.normal_pages = self.zero_pages = 0.0
         self.sync_count = 0
         self.status = RUNNING
@@ -132,6 +137,7 @@ class ReferenceMigration:
         self.next_tick = C.PERIODIC_SYNC_US
         self.downtime_ms = math.nan
         self.total_time_ms = math.nan
+        self.postcopy_time_ms = math.nan
 
         self.t = self.setup_us
         self.time_last_bitmap_sync = self.period_start = self.t
@@ -307,13 +313,21 @@ class ReferenceMigration:
         return pending == 0 or bool(num.below(pending, self.threshold))
 
     def iteration_run(self) -> bool:
-        """migration_iteration_run; True when the migration completed."""
+        """migration_iteration_run; True when the migration completed.
+
+        A requested postcopy starts at the first decision that does not switch over (10.1+:
+        before the switchover check).  Its must_precopy <= threshold holds always: RAM is
+        all postcopiable and the model has no other iterable device."""
         pending = self.remaining * self.P
         if self.sync_wanted(pending):
             self.bitmap_sync(SYNC_EXACT)
             pending = self.remaining * self.P
-        if self.switchover_now(pending):
+        postcopy_first = self.postcopy_requested and self.version.postcopy_first
+        if not postcopy_first and self.switchover_now(pending):
             self.completion()
+            return True
+        if self.postcopy_requested:
+            self.postcopy_start()
             return True
         self.ram_save_iterate()
         return False
@@ -393,6 +407,35 @@ class ReferenceMigration:
         self.total_time_ms = downtime_start / 1000.0 + self.downtime_ms
         self.status = COMPLETED
 
+    def postcopy_start(self) -> None:
+        """postcopy_start, and the postcopy phase in closed form.
+
+        The VM stops; the discard-bitmap step runs a sync; the device state goes at link
+        speed, and the downtime ends.  The destination then runs while every page still
+        queued is sent once at link speed (max-postcopy-bandwidth 0; first-pass pages at
+        first_copy_bandwidth), and the migration completes when none is left.  Assumptions:
+        the pages the destination faults on are among those bytes (requests change their
+        order, not their number); no RAM page is sent while the VM is stopped; the guest's
+        slowdown from faults is not modelled, only how long the postcopy phase lasts.
+        """
+        downtime_start = self.t
+        self.t += self.stop_us
+        self.bitmap_sync(SYNC_POSTCOPY)  # ram_postcopy_send_discard_bitmap
+        self.X += self.S_dev
+        self.downtime_ms = (self.t - downtime_start) / 1000.0 + self.S_dev / self.L / 1000.0
+        postcopy_bytes = self.wire_bytes()
+        old, zero, _ = self.segments()
+        first_bytes = old + zero if self.first_pass else 0.0
+        self.zero_pages += self.R_z
+        self.normal_pages += self.R_c + self.R_h + self.R_n
+        self.R_z = self.R_c = self.R_h = self.R_n = 0.0
+        self.postcopy_bytes = postcopy_bytes
+        self.X += postcopy_bytes
+        copy_us = first_bytes / self.L_first + (postcopy_bytes - first_bytes) / self.L
+        self.postcopy_time_ms = copy_us / 1000.0
+        self.total_time_ms = downtime_start / 1000.0 + self.downtime_ms + self.postcopy_time_ms
+        self.status = POSTCOPY
+
     def timer_tick(self) -> None:
         """cpu_throttle_dirty_sync_timer_tick (9.2+ with auto-converge): sync if none for 5 s."""
         while self.t >= self.next_tick:
@@ -404,12 +447,18 @@ class ReferenceMigration:
             self.next_tick += C.PERIODIC_SYNC_US
 
     def manager_cancels(self) -> bool:
-        """The manager (guestperf, libvirt) gives up after max_time or max_iterations."""
+        """The manager (guestperf, libvirt) gives up after max_time or max_iterations, and
+        asks for postcopy once dirty-sync-count reaches postcopy_after_iterations.
+
+        Assumption: the manager acts at the loop top where the count is reached (guestperf
+        polls every 50 ms; QEMU starts postcopy at its next decision)."""
         if self.t >= self.max_time_us:
             self.status = CANCELLED_TIME
         elif self.max_iterations and self.sync_count > self.max_iterations:
             self.status = CANCELLED_ITERATIONS
         else:
+            if self.postcopy_after and self.sync_count >= self.postcopy_after:
+                self.postcopy_requested = True
             return False
         self.total_time_ms = self.t / 1000.0
         return True
@@ -429,7 +478,7 @@ class ReferenceMigration:
 
     def summary(self) -> dict[str, Any]:
         transferred = self.X
-        if not self.version.device_state_in_transferred and self.status == COMPLETED:
+        if not self.version.device_state_in_transferred and self.status in (COMPLETED, POSTCOPY):
             transferred -= self.S_dev  # 7.2's ram.transferred counts RAM bytes only
         return {
             "status": self.status,
@@ -440,6 +489,8 @@ class ReferenceMigration:
             "transferred_bytes": transferred,
             "precopy_bytes": self.precopy_bytes,
             "downtime_bytes": self.downtime_bytes,
+            "postcopy_bytes": self.postcopy_bytes,
+            "postcopy_time_ms": self.postcopy_time_ms,
             "normal_pages": self.normal_pages,
             "zero_pages": self.zero_pages,
             "threshold_bytes": self.threshold,

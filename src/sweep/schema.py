@@ -29,23 +29,28 @@ ID = pa.int64()
 
 SUMMARY: tuple[Column, ...] = (
     Column("scenario_id", ID, "Stable id: a hash of the scenario's canonical parameters."),
-    Column("status", STATUS, "completed, cancelled-time (max_time) or cancelled-iterations "
-           "(max_iterations).", "status"),
+    Column("status", STATUS, "completed, cancelled-time (max_time), cancelled-iterations "
+           "(max_iterations) or completed-postcopy (postcopy_after_iterations).", "status"),
     Column("converged", pa.bool_(), "QEMU switched over on its own (status completed)."),
-    Column("total_time_ms", pa.float64(), "From migrate to completion (or to the cancel).",
-           "total-time"),
+    Column("total_time_ms", pa.float64(), "From migrate to completion (or to the cancel); "
+           "with postcopy, to the last page.", "total-time"),
     Column("downtime_ms", pa.float64(), "VM stopped: stop + final sync + final copy and "
-           "device state at link speed; null when cancelled.", "downtime"),
+           "device state at link speed (postcopy: stop + sync + device state); null when "
+           "cancelled.", "downtime"),
     Column("downtime_exceeded", pa.bool_(), "downtime_ms > downtime_limit_ms; null when "
            "cancelled."),
     Column("dirty_sync_count", pa.int32(), "Dirty-bitmap syncs: 1 after setup, +1 per exact "
-           "or timer sync, +1 at completion.", "ram.dirty-sync-count"),
+           "or timer sync, +1 at completion or postcopy start.", "ram.dirty-sync-count"),
     Column("transferred_bytes", pa.int64(), "Bytes sent (7.2: RAM only; 8.1+: every channel, "
            "device state included).", "ram.transferred"),
     Column("precopy_bytes", pa.int64(), "RAM bytes sent while the VM ran.",
            "ram.precopy-bytes"),
     Column("downtime_bytes", pa.int64(), "RAM bytes sent while the VM was stopped.",
            "ram.downtime-bytes"),
+    Column("postcopy_bytes", pa.int64(), "RAM bytes sent after postcopy started (the "
+           "destination running); 0 without postcopy.", "ram.postcopy-bytes"),
+    Column("postcopy_time_ms", pa.float64(), "How long the destination ran with pages still "
+           "on the source (faults served remotely); null without postcopy."),
     Column("normal_pages", pa.int64(), "Pages sent in full (page size + 8 bytes each).",
            "ram.normal"),
     Column("zero_pages", pa.int64(), "Zero pages sent as a 9-byte marker.", "ram.duplicate"),
@@ -66,7 +71,7 @@ ITERATIONS: tuple[Column, ...] = (
     Column("scenario_id", ID, "The scenario (dictionary-encoded in Parquet)."),
     Column("dirty_sync_count", pa.int32(), "This sync's number.", "ram.dirty-sync-count"),
     Column("sync_reason", SYNC_REASON, "setup, exact (remaining < threshold), timer (9.2+ "
-           "auto-converge 5 s sync) or final (at switchover)."),
+           "auto-converge 5 s sync), final (at switchover) or postcopy (at postcopy start)."),
     Column("time_ms", pa.float64(), "When the sync harvested the dirty log, from migrate."),
     Column("transferred_bytes", pa.int64(), "Bytes sent so far.", "ram.transferred"),
     Column("transferred_since_prev_bytes", pa.int64(), "Bytes sent since the previous sync."),
