@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from sweep.qemu import driver
 from sweep.qemu.qmp import (
@@ -22,12 +23,15 @@ from sweep.qemu.qmp import (
     split_messages,
 )
 from sweep.validation import (
+    METRICS,
     compare_runs,
     fidelity_table,
     load_config,
+    plot_metrics,
     real_sync_curve,
     run_specs,
     scenario_for_run,
+    table_html,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,26 +262,52 @@ def test_scenario_maps_the_run_and_the_calibration():
         scenario_for_run(_run_row(spec_rate="max"), CAL)
 
 
-def test_compare_and_fidelity_table_report_signed_and_absolute_errors():
-    runs = pd.DataFrame([_run_row(), _run_row(spec_name="s", final_status="cancelled")])
+def _comparison() -> pd.DataFrame:
+    """Three runs against a made-up model: one matches, one is cancelled where the model
+    converges, one switched to postcopy as the model did."""
+    runs = pd.DataFrame([
+        _run_row(), _run_row(spec_name="s", final_status="cancelled"),
+        _run_row(spec_name="p", postcopy_started_ms=3700.0, final_ram_postcopy_bytes=5e7),
+    ])  # fmt: skip
 
     class FakeModel:
         summary = pd.DataFrame(
-            {"scenario_id": [0, 1], "converged": [True, True],
-             "total_time_ms": [3780 * 1.02, 3780.0], "dirty_sync_count": [4, 3],
-             "transferred_bytes": [535156938.0, 535156938 * 0.99], "downtime_ms": [99.0, 50.0],
-             "throttle_pct": [0, 0]}
+            {"scenario_id": [0, 1, 2], "converged": [True, True, False],
+             "status": ["completed", "completed", "completed-postcopy"],
+             "total_time_ms": [3780 * 1.02, 3780.0, 3780.0], "dirty_sync_count": [4, 3, 3],
+             "transferred_bytes": [535156938.0, 535156938 * 0.99, 535156938.0],
+             "downtime_ms": [99.0, 50.0, 1.0], "postcopy_bytes": [0.0, 0.0, 5.1e7],
+             "throttle_pct": [0, 0, 0]}
         )  # fmt: skip
 
-    cmp = compare_runs(runs, FakeModel())
+    return compare_runs(runs, FakeModel())
+
+
+def test_compare_and_fidelity_table_report_signed_and_absolute_errors():
+    cmp = _comparison()
     assert cmp["total_time_error"].iloc[0] == pytest.approx(0.02)
     assert cmp["dirty_sync_count_error"].iloc[0] == 1
-    assert list(cmp["verdict_match"]) == [True, False]
+    assert list(cmp["real_verdict"]) == ["converged", "cancelled", "postcopy"]
+    assert list(cmp["verdict_match"]) == [True, False, True]
+    assert cmp["postcopy_bytes_error"].iloc[2] == pytest.approx(0.02)
+    assert cmp["postcopy_bytes_error"].iloc[:2].isna().all()  # no postcopy: no error
     table = fidelity_table(cmp).set_index("metric")
     assert table.loc["total_time", "max_abs_error"] == pytest.approx(2.0)
     assert table.loc["transferred", "max_abs_error"] == pytest.approx(1.0)
     assert table.loc["verdict", "max_abs_error"] == 1 and table.loc["verdict", "worst_run"] == "s"
     assert np.isnan(cmp["real_downtime_ms"].iloc[1])  # a cancelled run has no downtime
+
+
+def test_fidelity_figures_show_every_metric(tmp_path):
+    cmp = _comparison()
+    table = fidelity_table(cmp)
+    plot_metrics(cmp, tmp_path / "metrics.png")
+    table_html(table, cmp, tmp_path / "table.html")
+    with Image.open(tmp_path / "metrics.png") as png:
+        assert png.width >= 350 * len(METRICS)  # a panel per metric
+    html = (tmp_path / "table.html").read_text()
+    assert all(f">{metric}<" in html for metric in METRICS)
+    assert ">postcopy<" in html and "real_postcopy_time_ms" in html
 
 
 def test_validation_grid_config_is_complete():
@@ -325,14 +355,32 @@ def test_precopy_rate_leaves_out_the_poll_that_saw_the_final_copy():
     assert driver._precopy_rate([*full, late, cancelled], budget)["precopy_rate_ratio"] > 1.5
 
 
+def test_precopy_rate_keeps_the_last_active_poll_of_a_postcopy_run():
+    """A run that switched to postcopy stopped in "postcopy-active", after its last active
+    poll: that poll is pre-copy's, at max-bandwidth, and leaving it out misread one run as
+    starved (0.994)."""
+    budget = 134_217_728
+    full = [{"status": "active", "total_time": 100 * k, "ram_transferred": 13_424_192 * k}
+            for k in range(1, 4)]  # fmt: skip
+    slow_first = [{**full[0], "ram_transferred": full[0]["ram_transferred"] + 2**20}, *full[1:]]
+    done = {"status": "completed", "total_time": 360, "ram_transferred": 13_424_192 * 3 + 2**26}
+    kept = driver._precopy_rate([*slow_first, done], budget, postcopy=True)
+    left_out = driver._precopy_rate([*slow_first, done], budget)
+    assert kept["precopy_rate_ratio"] > left_out["precopy_rate_ratio"]
+    assert kept["precopy_rate_ratio"] == pytest.approx(
+        (3 * 13_424_192 - full[0]["ram_transferred"] - 2**20) / 0.2 / budget
+    )
+
+
 def test_comparison_flags_disturbed_runs():
     runs = pd.DataFrame([_run_row(precopy_rate_ratio=0.97), _run_row(precopy_rate_ratio=1.0002)])
 
     class FakeModel:
         summary = pd.DataFrame(
-            {"scenario_id": [0, 1], "converged": [True, True], "total_time_ms": [3780.0] * 2,
-             "dirty_sync_count": [3, 3], "transferred_bytes": [535156938.0] * 2,
-             "downtime_ms": [99.0] * 2, "throttle_pct": [0, 0]}
+            {"scenario_id": [0, 1], "converged": [True, True], "status": ["completed"] * 2,
+             "total_time_ms": [3780.0] * 2, "dirty_sync_count": [3, 3],
+             "transferred_bytes": [535156938.0] * 2, "downtime_ms": [99.0] * 2,
+             "postcopy_bytes": [0.0] * 2, "throttle_pct": [0, 0]}
         )  # fmt: skip
 
     cmp = compare_runs(runs, FakeModel())

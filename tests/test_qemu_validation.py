@@ -1,11 +1,15 @@
 """Real QEMU migrations against the model (issue 5): the CI suite.
 
-Six migrations from ``config/validation.yaml`` (``ci_runs``: idle, low, mid and high dirty
-rates, a time-capped run that never converges, an auto-converge run) are carried out once per
-session on this machine, then each metric is one test per run, so a miss names itself:
+Seven migrations from ``config/validation.yaml`` (``ci_runs``: idle, low, mid and high dirty
+rates, a time-capped run that never converges, an auto-converge run, a switch to postcopy)
+are carried out once per session on this machine, then each metric is one test per run, so a
+miss names itself:
 
-* verdict (converged or cancelled) exactly; total time within 3 %; dirty-sync count within 1;
-  transferred bytes within 2 %; downtime loosely (within a factor of 3, it follows host speed);
+* verdict (converged, postcopy or cancelled) exactly; total time within 3 %; dirty-sync count
+  within 1; transferred bytes within 2 %; downtime loosely (within a factor of 3, it follows
+  host speed);
+* postcopy: the guest stopped for a few ms (QEMU reports whole ms), the bytes sent after the
+  switch within 5 %; how long the destination ran before the last page is a known miss;
 * auto-converge: the run completes and the throttle reached the step the model predicts, or
   the one after it (our guest catches up part of each throttle sleep: miss 5); its time, syncs
   and bytes are not held to the tolerances (repeats differ by up to 8 %).
@@ -40,8 +44,15 @@ pytestmark = [
 # (run, metric) -> (cause, strict): model misses the suite knows, each explained with the real
 # counters in docs/validation.md.  Empty since the engine fixes of 466c950 (rand-40k's
 # scan-order miss had a strict mark); a strict mark fails once the engine is fixed.
-KNOWN_MISSES: dict[tuple[str, str], tuple[str, bool]] = {}
+KNOWN_MISSES: dict[tuple[str, str], tuple[str, bool]] = {
+    ("pc3-rand-100k", "postcopy_time"): (
+        "docs/validation.md miss 8: the destination places postcopy pages at about 1.05 GB/s "
+        "(UFFDIO_COPY), the model sends them at the 1.67 GB/s link",
+        True,
+    ),
+}
 AUTO_CONVERGE = [r["name"] for r in CONFIG["runs"] if r.get("auto_converge")]
+POSTCOPY = [r["name"] for r in CONFIG["runs"] if r.get("postcopy_after_iterations")]
 # The throttle's steps make auto-converge runs chaotic (repeats differ by up to 8 % in time):
 # for them the suite checks the verdict, completion and the throttle step, as issue 5 asks.
 STRICT = [r for r in CI_RUNS if r not in AUTO_CONVERGE]
@@ -75,7 +86,7 @@ def _cases(metric: str, runs: list[str] | None = None):
 @pytest.mark.parametrize("run", _cases("verdict"))
 def test_verdict(comparison, run):
     row = comparison.loc[run]
-    assert row["real_converged"] == row["model_converged"]
+    assert row["real_verdict"] == row["model_verdict"]
 
 
 @pytest.mark.parametrize("run", _cases("total_time", STRICT))
@@ -108,7 +119,7 @@ def test_transferred_bytes_within_2_percent(comparison, run):
 def test_downtime_loosely(comparison, run):
     row = comparison.loc[run]
     if not row["real_converged"]:
-        pytest.skip("cancelled: no downtime")
+        pytest.skip(f"{row['real_verdict']}: no pre-copy downtime (postcopy has its own test)")
     ratio = row["model_downtime_ms"] / max(row["real_downtime_ms"], 1.0)
     assert 1 / 3 <= ratio <= 3, (
         f"real {row['real_downtime_ms']:.0f} ms, model {row['model_downtime_ms']:.0f} ms"
@@ -145,4 +156,28 @@ def test_guest_wrote_at_the_requested_rate(comparison, run):
     rate = float(spec.get("rate", CONFIG["defaults"]["rate"]))
     assert comparison.loc[run, "rate_before_migrate"] == pytest.approx(
         rate, rel=RATE_TOLERANCE, abs=1
+    )
+
+
+@pytest.mark.parametrize("run", _cases("postcopy", [r for r in CI_RUNS if r in POSTCOPY]))
+def test_postcopy_stops_the_guest_for_ms_and_sends_the_rest_after_the_switch(comparison, run):
+    """The manager asked at the run's sync count; QEMU switched at the next decision: the
+    guest stopped only for the sync and the device state, and what was still queued went
+    after the switch (ram.postcopy-bytes)."""
+    row = comparison.loc[run]
+    assert row["real_verdict"] == "postcopy" == row["model_verdict"]
+    assert row["real_downtime_ms"] <= 5 and row["model_downtime_ms"] <= 5, (
+        f"real {row['real_downtime_ms']:.0f} ms, model {row['model_downtime_ms']:.1f} ms"
+    )
+    assert abs(row["postcopy_bytes_error"]) <= 0.05, (
+        f"real {row['real_postcopy_bytes']:.0f}, model {row['model_postcopy_bytes']:.0f}"
+        + _host(row)
+    )
+
+
+@pytest.mark.parametrize("run", _cases("postcopy_time", [r for r in CI_RUNS if r in POSTCOPY]))
+def test_postcopy_phase_within_10_percent(comparison, run):
+    row = comparison.loc[run]
+    assert abs(row["postcopy_time_error"]) <= 0.10, (
+        f"real {row['real_postcopy_time_ms']:.0f} ms, model {row['model_postcopy_time_ms']:.0f} ms"
     )

@@ -59,7 +59,16 @@ METRICS = {
     "dirty_sync_count": ("real_dirty_sync_count", "model_dirty_sync_count", "abs", "syncs"),
     "transferred": ("real_transferred_bytes", "model_transferred_bytes", "rel", "%"),
     "downtime": ("real_downtime_ms", "model_downtime_ms", "abs", "ms"),
+    # runs that switched to postcopy only (0 real bytes gives no error): the bytes and how long
+    # the destination ran before the last page came (postcopy-active to completed)
+    "postcopy_bytes": ("real_postcopy_bytes", "model_postcopy_bytes", "rel", "%"),
+    "postcopy_time": ("real_postcopy_time_ms", "model_postcopy_time_ms", "rel", "%"),
 }
+# the model's status -> the verdict a real run shows
+VERDICTS = {
+    "completed": "converged", "completed-postcopy": "postcopy", "cancelled-time": "cancelled",
+    "cancelled-iterations": "cancelled",
+}  # fmt: skip
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -221,6 +230,7 @@ def scenario_for_run(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
         "throttle_trigger_threshold": int(run["spec_throttle_trigger_threshold"]),
         "max_time": float(run["spec_time_cap_s"]),
         "max_iterations": 0,
+        "postcopy_after_iterations": int(run.get("spec_postcopy_after_iterations", 0) or 0),
         "setup_time": float(calibration["setup_time_ms"]),
         "sync_time": float(calibration["sync_time_ms"]),
         "stop_time": float(calibration["stop_time_ms"]),
@@ -250,13 +260,21 @@ def model_for_runs(runs: pd.DataFrame, calibration: Mapping[str, Any]) -> Any:
 
 def real_outcome(run: Mapping[str, Any]) -> dict[str, Any]:
     """Total time, syncs, bytes, downtime and verdict as QEMU reported them."""
-    converged = run["final_status"] == "completed"
+    finished = run["final_status"] == "completed"
+    postcopy = finished and pd.notna(run.get("postcopy_started_ms"))
     return {
-        "real_converged": converged,
+        "real_verdict": "postcopy" if postcopy else "converged" if finished else "cancelled",
+        "real_converged": finished and not postcopy,
         "real_total_time_ms": float(run["final_total_time"]),
         "real_dirty_sync_count": int(run["final_ram_dirty_sync_count"]),
         "real_transferred_bytes": float(run["final_ram_transferred"]),
-        "real_downtime_ms": float(run["final_downtime"]) if converged else np.nan,
+        "real_downtime_ms": float(run["final_downtime"]) if finished else np.nan,
+        "real_postcopy_bytes": float(run.get("final_ram_postcopy_bytes", 0) or 0),
+        "real_postcopy_time_ms": (
+            float(run["final_total_time"]) - float(run["postcopy_started_ms"])
+            if postcopy
+            else np.nan
+        ),
         "real_throttle_pct": float(run.get("max_throttle_pct", 0) or 0),
     }
 
@@ -328,15 +346,18 @@ def compare_runs(runs: pd.DataFrame, model: Any) -> pd.DataFrame:
         row.update(real_outcome(run))
         row.update(
             {
+                "model_verdict": VERDICTS[str(m["status"])],
                 "model_converged": bool(m["converged"]),
                 "model_total_time_ms": float(m["total_time_ms"]),
                 "model_dirty_sync_count": int(m["dirty_sync_count"]),
                 "model_transferred_bytes": float(m["transferred_bytes"]),
                 "model_downtime_ms": float(m["downtime_ms"]),
+                "model_postcopy_bytes": float(m["postcopy_bytes"]),
+                "model_postcopy_time_ms": float(m.get("postcopy_time_ms", np.nan)),
                 "model_throttle_pct": float(m["throttle_pct"]),
             }
         )
-        row["verdict_match"] = row["real_converged"] == row["model_converged"]
+        row["verdict_match"] = row["real_verdict"] == row["model_verdict"]
         for metric, (real_col, model_col, kind, _) in METRICS.items():
             real, pred = row[real_col], row[model_col]
             if kind == "rel":
@@ -455,11 +476,9 @@ def fidelity_markdown(table: pd.DataFrame, comparison: pd.DataFrame) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for _, c in comparison.iterrows():
-        verdict = {True: "converged", False: "cancelled"}
         flag = " (disturbed)" if c.get("disturbed", False) else ""
         lines.append(
-            f"| {c['run']}{flag} | {verdict[bool(c['real_converged'])]} | "
-            f"{verdict[bool(c['model_converged'])]} | "
+            f"| {c['run']}{flag} | {c['real_verdict']} | {c['model_verdict']} | "
             f"{c['real_total_time_ms']:.0f} / {c['model_total_time_ms']:.0f} "
             f"({c['total_time_error'] * 100:+.1f} %) | "
             f"{c['real_dirty_sync_count']} / {c['model_dirty_sync_count']} | "
@@ -480,9 +499,9 @@ def _pyplot() -> Any:
 
 
 def plot_metrics(comparison: pd.DataFrame, path: str | Path) -> None:
-    """Real versus model for the four metrics, one panel each; red marks a wrong verdict."""
+    """Real versus model for each metric, one panel each; red marks a wrong verdict."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 4))
     for ax, (metric, (real_col, model_col, _, _)) in zip(axes, METRICS.items(), strict=True):
         real, model = comparison[real_col].astype(float), comparison[model_col].astype(float)
         colors = np.where(comparison["verdict_match"], "tab:blue", "tab:red")
@@ -526,10 +545,12 @@ def plot_curves(curves: pd.DataFrame, path: str | Path) -> None:
 def table_html(table: pd.DataFrame, comparison: pd.DataFrame, path: str | Path) -> None:
     """The fidelity table and the per-run comparison as one small HTML page."""
     cols = [
-        "run", "real_converged", "model_converged", "real_total_time_ms", "model_total_time_ms",
+        "run", "real_verdict", "model_verdict", "real_total_time_ms", "model_total_time_ms",
         "total_time_error", "real_dirty_sync_count", "model_dirty_sync_count",
         "real_transferred_bytes", "model_transferred_bytes", "transferred_error",
-        "real_downtime_ms", "model_downtime_ms", "downtime_error", "ring_phase_at_migrate",
+        "real_downtime_ms", "model_downtime_ms", "downtime_error", "real_postcopy_bytes",
+        "model_postcopy_bytes", "postcopy_bytes_error", "real_postcopy_time_ms",
+        "model_postcopy_time_ms", "postcopy_time_error", "ring_phase_at_migrate",
         "rate_during_migration", "precopy_rate_ratio", "disturbed",
     ]  # fmt: skip
     html = (

@@ -93,6 +93,9 @@ class RunSpec:
     max_cpu_throttle: int = 99
     throttle_trigger_threshold: int = 50
     time_cap_s: float = 60.0
+    # migrate-start-postcopy once dirty-sync-count reaches this (guestperf's post_copy_iters;
+    # postcopy-ram on both sides); 0 = never
+    postcopy_after_iterations: int = 0
     warmup_s: float = 1.0  # guest writing time before migrate
     uri: str = ""  # "" = loopback TCP to a destination QEMU; else e.g. "exec:cat > FILE"
     trace_events: tuple[str, ...] = ()
@@ -352,12 +355,18 @@ def _wait_for_guest(src: Qemu, serial: SerialLog, spec: RunSpec, timeout: float)
     raise MigrationError(f"guest did not report within {timeout:.0f} s ({serial.path})")
 
 
-def _configure(src: Qemu, spec: RunSpec) -> None:
+def _configure(src: Qemu, spec: RunSpec, dst: Qemu | None) -> None:
+    postcopy = {"capability": "postcopy-ram", "state": bool(spec.postcopy_after_iterations)}
     caps = [
         {"capability": "events", "state": True},
         {"capability": "auto-converge", "state": bool(spec.auto_converge)},
+        postcopy,
     ]
     src.qmp.execute("migrate-set-capabilities", {"capabilities": caps})
+    if spec.postcopy_after_iterations:
+        if dst is None:
+            raise MigrationError(f"{spec.name}: postcopy needs a destination QEMU, not {spec.uri}")
+        dst.qmp.execute("migrate-set-capabilities", {"capabilities": [postcopy]})
     params: dict[str, Any] = {
         "max-bandwidth": int(spec.max_bandwidth),
         "downtime-limit": int(spec.downtime_limit_ms),
@@ -406,7 +415,7 @@ def run_migration(
         version = src.qmp.execute("query-version")
         serial = SerialLog(tmp / "src.serial")
         _wait_for_guest(src, serial, spec, boot_timeout)
-        _configure(src, spec)
+        _configure(src, spec, procs[0] if len(procs) == 2 else None)
         return _migrate(spec, procs, src, serial, uri, version, tmp)
     finally:
         for p in reversed(procs):
@@ -430,6 +439,7 @@ def _migrate(
     last_active: dict[str, Any] | None = None
     reply: dict[str, Any] = {}
     cancelled_at: float | None = None
+    postcopy_at: float | None = None
     load_before = os.getloadavg()[0]  # other work on the host disturbs the timings
     t_migrate = time.time()
     src.qmp.execute("migrate", {"uri": uri})
@@ -437,8 +447,10 @@ def _migrate(
     next_poll = t_migrate + POLL_S
     hard_deadline = cap + 120.0
     while True:
-        now = time.time()
         wake = min(next_poll, cap) if cancelled_at is None else next_poll
+        if spec.postcopy_after_iterations and postcopy_at is None:
+            postcopy_at = _postcopy_when_synced(src, spec, events, wake)
+        now = time.time()
         if wake > now:
             time.sleep(wake - now)
         src.check_alive()  # the destination exits by itself after a cancel
@@ -456,7 +468,7 @@ def _migrate(
             last_active = reply
         if status in TERMINAL:
             break
-        if cancelled_at is None and got >= cap:
+        if cancelled_at is None and got >= cap and status != "postcopy-active":
             cancelled_at = got
             with contextlib.suppress(QMPError):
                 src.qmp.execute("migrate_cancel")
@@ -477,7 +489,7 @@ def _migrate(
     guest = serial.frame()
     info = _derive(spec, serial, guest, t_migrate, t_end, events, version, final_status)
     info["dst_status"] = dst_status
-    info.update(_precopy_rate(samples, spec.max_bandwidth))
+    info.update(_precopy_rate(samples, spec.max_bandwidth, info["postcopy_started_ms"] is not None))
     info["loadavg_before"] = load_before
     info["loadavg_after"] = os.getloadavg()[0]
     throttle = [x.get("cpu-throttle-percentage", 0) for x in [*samples_raw, reply]]
@@ -488,6 +500,7 @@ def _migrate(
         guest, info.get("guest_clock_offset_s"), t_migrate, onset[0] if onset else None
     )
     info["cancelled"] = cancelled_at is not None
+    info["postcopy_asked_ms"] = None if postcopy_at is None else (postcopy_at - t_migrate) * 1e3
     info["uri_kind"] = uri.split(":", 1)[0]
     trace = None
     if spec.trace_events and (tmp / "trace.log").exists():
@@ -511,6 +524,26 @@ def _migrate(
     )
 
 
+def _postcopy_when_synced(
+    src: Qemu, spec: RunSpec, events: list[dict[str, Any]], until: float
+) -> float | None:
+    """Ask for postcopy as soon as a sync brings dirty-sync-count to postcopy_after_iterations
+    (its MIGRATION_PASS event), watching the events every 2 ms until `until`; when it asked.
+
+    guestperf polls every 50 ms and asks on the poll that shows the count; the model's
+    manager asks at the first decision after the sync.  Watching the event keeps the real
+    request within a few ms of that, so that a comparison measures QEMU, not the poll."""
+    while True:
+        events.extend(src.qmp.poll_events())
+        passes = [e["data"].get("pass", 0) for e in events if e["event"] == "MIGRATION_PASS"]
+        if passes and max(passes) >= spec.postcopy_after_iterations:
+            src.qmp.execute("migrate-start-postcopy")
+            return time.time()
+        if time.time() >= until:
+            return None
+        time.sleep(0.002)
+
+
 def _settled(
     src: Qemu, reply: dict[str, Any], samples: list[dict[str, Any]], t_migrate: float
 ) -> dict[str, Any]:
@@ -532,7 +565,9 @@ def _settled(
     return reply
 
 
-def _precopy_rate(samples: list[dict[str, Any]], max_bandwidth: int) -> dict[str, Any]:
+def _precopy_rate(
+    samples: list[dict[str, Any]], max_bandwidth: int, postcopy: bool = False
+) -> dict[str, Any]:
     """Pre-copy bytes per second over max-bandwidth: about 1.0002 in an undisturbed run.
 
     QEMU's rate limiter fills every 100 ms window when max-bandwidth binds, so a lower ratio
@@ -540,10 +575,11 @@ def _precopy_rate(samples: list[dict[str, Any]], max_bandwidth: int) -> dict[str
 
     A completed run's last "active" sample is left out: the status stays "active" through the
     stop-and-copy (no pause-before-switchover), and a poll that waited for the big lock there
-    counts the final copy's bytes, sent at link speed (it read 1.018 in one run).
+    counts the final copy's bytes, sent at link speed (it read 1.018 in one run).  A run that
+    switched to postcopy stopped in "postcopy-active": its last "active" poll is pre-copy's.
     """
     active = [r for r in samples if r.get("status") == "active" and "ram_transferred" in r]
-    if samples and samples[-1].get("status") == "completed":
+    if samples and samples[-1].get("status") == "completed" and not postcopy:
         active = active[:-1]
     if not max_bandwidth or len(active) < 2:
         return {"precopy_rate_ratio": None, "min_window_rate_ratio": None}
@@ -611,8 +647,14 @@ def _derive(
         "end_wall_s": t_end,
         "boot": json.dumps(serial.boot or {}),
     }
-    setup = [e for e in events if e["event"] == "MIGRATION" and e["data"]["status"] == "setup"]
-    info["setup_event_ms"] = (event_time(setup[0]) - t_migrate) * 1000.0 if setup else None
+
+    def first(status: str) -> float | None:
+        """When the MIGRATION event of `status` came, in ms from migrate."""
+        seen = [e for e in events if e["event"] == "MIGRATION" and e["data"]["status"] == status]
+        return (event_time(seen[0]) - t_migrate) * 1000.0 if seen else None
+
+    info["setup_event_ms"] = first("setup")
+    info["postcopy_started_ms"] = first("postcopy-active")
     offset = guest_clock_offset(guest)
     info["guest_clock_offset_s"] = offset
     ws_pages = (serial.boot or {}).get("ws_pages", 0)
