@@ -253,3 +253,25 @@ def test_paper_sizes(sweep_files, tmp_path):
         head = (tmp_path / f"{name}.svg").read_text()[:2000]
         width_pt = float(head.split('width="', 1)[1].split("pt", 1)[0])
         assert width_pt == pytest.approx(style.width_in * 72, abs=0.5), name
+
+
+def _legend_texts(fig) -> list[str]:
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()] + [
+        t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()
+    ]
+
+
+def test_scenarios_finished_by_postcopy_are_named_in_the_legends():
+    """Postcopy finishes a migration without converging: the phase map's hatch says so, and
+    the syncs scatter gives those scenarios their own colour.  Without postcopy neither
+    mentions it."""
+    plain = sweep.simulate(small_grid()).summary
+    asked = sweep.simulate([{**row, "postcopy_after_iterations": 3} for row in small_grid()])
+    summary = asked.summary
+    assert (summary["status"] == "completed-postcopy").any()
+    assert not summary.loc[summary["status"] == "completed-postcopy", "converged"].any()
+    for figure in (plots.phase_map, plots.syncs_vs_ratio):
+        for frame, named in ((summary, True), (plain, False)):
+            fig = figure(frame)
+            assert ("postcopy" in " ".join(_legend_texts(fig))) == named, figure.__name__
+            mpl.pyplot.close(fig)

@@ -112,6 +112,7 @@ STATUS_COLORS = {
     "cancelled-iterations": OKABE_ITO[2],
     "completed-postcopy": OKABE_ITO[4],
 }
+POSTCOPY = "completed-postcopy"
 STATUS_LABELS = {
     "completed": "converged",
     "cancelled-time": "cancelled at max_time",
@@ -544,8 +545,8 @@ def phase_map(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REPORT) -> 
 
     A cell is coloured by the median total migration time of its converged scenarios
     (log scale); hatched grey means no scenario in the cell converged (cancelled at
-    max_time or max_iterations); a white dot means only some did (pooled axes differ).
-    """
+    max_time or max_iterations, or switched to postcopy); a white dot means only some did
+    (pooled axes differ)."""
     src = Summary.of(summary)
     row, rows, cols, where, shown, cells = _heatmap_cells(src, style)
 
@@ -576,9 +577,10 @@ def phase_map(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REPORT) -> 
     finite = agg["time_s"].dropna()
     vmin = max(finite.min(), 1e-3) if len(finite) else 1.0
     vmax = max(finite.max(), vmin * 10) if len(finite) else 10.0
+    postcopy = ", or finished by postcopy" if POSTCOPY in shown.levels.get("status", []) else ""
     legend = [
         Patch(facecolor=NEVER_COLOR, hatch=HATCH, edgecolor="#8c8c8c", lw=0.5,
-              label="never converged (cancelled at max_time / max_iterations)"),
+              label=f"never converged (cancelled at max_time / max_iterations{postcopy})"),
     ]  # fmt: skip
     if _dense(len(xlev), len(ylev)):
         legend += [
