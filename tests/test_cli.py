@@ -40,6 +40,21 @@ def test_explain_suggests_what_would_converge() -> None:
     assert "downtime_limit >= " in done.stdout and "link (max_bandwidth" in done.stdout
 
 
+def test_explain_tells_a_switch_to_postcopy_from_a_convergence() -> None:
+    done = sweep(
+        "explain", "--ram", "4GiB", "--bandwidth", "1Gbit/s", "--dirty-rate", "200MB/s",
+        "--postcopy-after-iterations", "5",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    syncs = [line.split()[:2] for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert syncs[-1] == ["6", "postcopy"] and syncs[-2][0] == "5"
+    assert "Did not converge in pre-copy: the manager switched to postcopy at 5 dirty syncs" in (
+        done.stdout
+    )
+    assert "the destination then ran for" in done.stdout
+    assert "What would converge (one change at a time, without postcopy)" in done.stdout
+
+
 def test_a_bad_value_is_an_error_naming_key_value_and_allowed() -> None:
     done = sweep("explain", "--downtime-limit=-5ms")
     assert done.returncode == 2

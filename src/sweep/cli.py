@@ -126,8 +126,11 @@ def _first_converging(trials: list[dict[str, Any]]) -> pd.Series | None:
 
 
 def _suggestions(scenario: dict[str, Any], base: pd.Series) -> list[str]:
-    """Smallest downtime limit, and smallest bandwidth, that make this scenario converge."""
+    """Smallest downtime limit, and smallest bandwidth, that make this scenario converge.
+
+    Pre-copy alone: a switch to postcopy ends the trials' migrations before they could."""
     lines = []
+    scenario = {**scenario, "postcopy_after_iterations": 0}
     limits = np.unique(np.round(np.geomspace(max(base["downtime_limit_ms"], 1), 2_000_000, 48)))
     best = _first_converging([{**scenario, "downtime_limit": int(v)} for v in limits])
     if best is not None:
@@ -159,7 +162,9 @@ def _suggestions(scenario: dict[str, Any], base: pd.Series) -> list[str]:
         lines.append(
             f"  - auto_converge on {verdict} (final throttle {summary['throttle_pct']} %)."
         )
-    return (["What would converge (one change at a time):", *lines]) if lines else []
+    head = "What would converge (one change at a time"
+    head += ", without postcopy):" if base["postcopy_after_iterations"] else "):"
+    return [head, *lines] if lines else []
 
 
 def explain(args: argparse.Namespace) -> int:
