@@ -394,18 +394,24 @@ class ReferenceMigration:
         downtime_start = self.t
         self.t += self.stop_us  # the guest keeps writing until its vCPUs are stopped
         self.bitmap_sync(SYNC_FINAL)
-        final_bytes = self.wire_bytes()
-        old, zero, _ = self.segments()
-        first_bytes = old + zero if self.first_pass else 0.0
-        self.zero_pages += self.R_z
-        self.normal_pages += self.R_c + self.R_h + self.R_n
-        self.R_z = self.R_c = self.R_h = self.R_n = 0.0
+        final_bytes, first_bytes = self.send_all()
         self.downtime_bytes = final_bytes
         self.X += final_bytes + self.S_dev
         copy_us = first_bytes / self.L_first + (final_bytes - first_bytes + self.S_dev) / self.L
         self.downtime_ms = (self.t - downtime_start) / 1000.0 + copy_us / 1000.0
         self.total_time_ms = downtime_start / 1000.0 + self.downtime_ms
         self.status = COMPLETED
+
+    def send_all(self) -> tuple[float, float]:
+        """Count every queued page as sent: their wire bytes, and how many of those are
+        still in the first pass (sent at first_copy_bandwidth)."""
+        wire = self.wire_bytes()
+        old, zero, _ = self.segments()
+        first_bytes = old + zero if self.first_pass else 0.0
+        self.zero_pages += self.R_z
+        self.normal_pages += self.R_c + self.R_h + self.R_n
+        self.R_z = self.R_c = self.R_h = self.R_n = 0.0
+        return wire, first_bytes
 
     def postcopy_start(self) -> None:
         """postcopy_start, and the postcopy phase in closed form.
@@ -423,12 +429,7 @@ class ReferenceMigration:
         self.bitmap_sync(SYNC_POSTCOPY)  # ram_postcopy_send_discard_bitmap
         self.X += self.S_dev
         self.downtime_ms = (self.t - downtime_start) / 1000.0 + self.S_dev / self.L / 1000.0
-        postcopy_bytes = self.wire_bytes()
-        old, zero, _ = self.segments()
-        first_bytes = old + zero if self.first_pass else 0.0
-        self.zero_pages += self.R_z
-        self.normal_pages += self.R_c + self.R_h + self.R_n
-        self.R_z = self.R_c = self.R_h = self.R_n = 0.0
+        postcopy_bytes, first_bytes = self.send_all()
         self.postcopy_bytes = postcopy_bytes
         self.X += postcopy_bytes
         copy_us = first_bytes / self.L_first + (postcopy_bytes - first_bytes) / self.L
