@@ -420,3 +420,14 @@ def test_a_run_whose_guest_missed_its_rate_runs_again(tmp_path, monkeypatch):
     assert validation.rate_kept("max", None) and validation.rate_kept(0, 0.5)
     assert not validation.rate_kept(1000, 994.0) and validation.rate_kept(1000, 995.0)
     assert not validation.rate_kept(1000, None) and not validation.rate_kept(1000, float("nan"))
+
+
+def test_postcopy_without_userfaultfd_is_refused_before_any_qemu_starts(monkeypatch):
+    monkeypatch.setattr(driver, "USERFAULTFD_SYSCALL", {})  # a machine we know no number for
+    assert driver.postcopy_supported() is False
+    monkeypatch.setattr(driver, "find_qemu", lambda: "/nonexistent/qemu")
+    started = []
+    monkeypatch.setattr(driver, "Qemu", lambda *a, **k: started.append(a))
+    with pytest.raises(driver.MigrationError, match="userfaultfd"):
+        driver.run_migration(driver.RunSpec(name="pc", postcopy_after_iterations=3))
+    assert started == []

@@ -11,6 +11,7 @@ from .driver import (
     RunResult,
     RunSpec,
     find_qemu,
+    postcopy_supported,
     run_migration,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "RunResult",
     "RunSpec",
     "find_qemu",
+    "postcopy_supported",
     "run_migration",
 ]

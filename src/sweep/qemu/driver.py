@@ -73,6 +73,27 @@ def find_qemu(binary: str = QEMU_BINARY) -> str:
     return path
 
 
+#: userfaultfd(2) by machine: what the destination QEMU needs for postcopy
+USERFAULTFD_SYSCALL = {"x86_64": 323, "aarch64": 282}
+POSTCOPY_HINT = (
+    "postcopy needs userfaultfd on the destination: run as root (CAP_SYS_PTRACE) or set "
+    "`sysctl vm.unprivileged_userfaultfd=1`"
+)
+
+
+def postcopy_supported() -> bool:
+    """Whether this process may open a userfaultfd, as the destination QEMU must for
+    postcopy-ram (QEMU 7.2 calls the system call; without it the capability is refused)."""
+    number = USERFAULTFD_SYSCALL.get(os.uname().machine)
+    if number is None:
+        return False
+    fd = ctypes.CDLL(None, use_errno=True).syscall(number, os.O_CLOEXEC | os.O_NONBLOCK)
+    if fd < 0:
+        return False
+    os.close(fd)
+    return True
+
+
 @dataclass
 class RunSpec:
     """One real migration: the guest, QEMU's migration settings and the manager's time cap."""
@@ -393,6 +414,8 @@ def run_migration(
 ) -> RunResult:
     """Carry out one migration as :class:`RunSpec` says and return what was recorded."""
     qemu = find_qemu()
+    if spec.postcopy_after_iterations and not postcopy_supported():
+        raise MigrationError(f"{spec.name}: {POSTCOPY_HINT}")
     guest = build_guest(cache_dir)
     tmp = Path(tempfile.mkdtemp(prefix="pcs-", dir=workdir))
     procs: list[Qemu] = []
