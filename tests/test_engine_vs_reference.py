@@ -85,6 +85,7 @@ def scenario(draw: st.DrawFn) -> dict:
     # postcopy (not with 8.0-8.2, which the model refuses), never after the manager cancels
     if not version.startswith("8.") and draw(st.integers(0, 3)) == 0:
         row["postcopy_after_iterations"] = draw(st.integers(1, row["max_iterations"] or 40))
+        row["postcopy_bandwidth"] = draw(st.one_of(st.just(0.0), log_uniform(1e6, 1.5e10)))
     return row
 
 

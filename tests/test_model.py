@@ -186,6 +186,20 @@ def test_postcopy_after_n_syncs_stops_once_and_sends_the_rest_at_link_speed() ->
     assert not s["downtime_exceeded"]
 
 
+def test_postcopy_bandwidth_sets_only_the_pace_of_the_postcopy_phase() -> None:
+    base = dict(ram_size="1GiB", dirty_rate=1e6, link_bandwidth=125e6, max_bandwidth=0,
+                setup_time=0, sync_time=0, stop_time=2, device_state_size=2**20,
+                postcopy_after_iterations=4, first_copy_bandwidth="50MB/s")  # fmt: skip
+    link, slow = one(**base).summary.iloc[0], one(**base, postcopy_bandwidth="80MB/s").summary
+    slow = slow.iloc[0]
+    same = ["dirty_sync_count", "precopy_bytes", "postcopy_bytes", "downtime_ms", "status"]
+    assert (slow[same] == link[same]).all()
+    assert slow["postcopy_time_ms"] == pytest.approx(slow["postcopy_bytes"] / 80e6 * 1000, rel=1e-9)
+    assert slow["total_time_ms"] - slow["postcopy_time_ms"] == pytest.approx(
+        link["total_time_ms"] - link["postcopy_time_ms"], rel=1e-12
+    )
+
+
 def test_postcopy_is_not_started_when_pre_copy_switches_over_first() -> None:
     asked = one(ram_size="1GiB", dirty_rate=0, link_bandwidth="1Gbit/s", max_bandwidth=0,
                 postcopy_after_iterations=3)  # fmt: skip

@@ -9,7 +9,7 @@ miss names itself:
   within 1; transferred bytes within 2 %; downtime loosely (within a factor of 3, it follows
   host speed);
 * postcopy: the guest stopped for a few ms (QEMU reports whole ms), the bytes sent after the
-  switch within 5 %; how long the destination ran before the last page is a known miss;
+  switch within 5 %, the postcopy phase within 25 % (its rate varies that much run to run);
 * auto-converge: the run completes and the throttle reached the step the model predicts, or
   the one after it (our guest catches up part of each throttle sleep: miss 5); its time, syncs
   and bytes are not held to the tolerances (repeats differ by up to 8 %).
@@ -45,13 +45,7 @@ pytestmark = [
 # (run, metric) -> (cause, strict): model misses the suite knows, each explained with the real
 # counters in docs/validation.md.  Empty since the engine fixes of 466c950 (rand-40k's
 # scan-order miss had a strict mark); a strict mark fails once the engine is fixed.
-KNOWN_MISSES: dict[tuple[str, str], tuple[str, bool]] = {
-    ("pc3-rand-100k", "postcopy_time"): (
-        "docs/validation.md miss 8: the destination places postcopy pages at about 1.05 GB/s "
-        "(UFFDIO_COPY), the model sends them at the 1.67 GB/s link",
-        True,
-    ),
-}
+KNOWN_MISSES: dict[tuple[str, str], tuple[str, bool]] = {}
 AUTO_CONVERGE = [r["name"] for r in CONFIG["runs"] if r.get("auto_converge")]
 POSTCOPY = [r["name"] for r in CONFIG["runs"] if r.get("postcopy_after_iterations")]
 # a host without userfaultfd cannot run postcopy at all: those runs are skipped, not failed
@@ -182,8 +176,11 @@ def test_postcopy_stops_the_guest_for_ms_and_sends_the_rest_after_the_switch(com
 
 
 @pytest.mark.parametrize("run", _cases("postcopy_time", [r for r in CI_RUNS if r in POSTCOPY]))
-def test_postcopy_phase_within_10_percent(comparison, run):
+def test_postcopy_phase_within_25_percent(comparison, run):
+    """How long the destination ran before the last page, at the calibrated
+    postcopy_bandwidth.  The phase lasts 50-100 ms, and its rate varies between identical
+    runs (0.96-1.23 GB/s in three calibration runs): the bound is that spread, not 3 %."""
     row = comparison.loc[run]
-    assert abs(row["postcopy_time_error"]) <= 0.10, (
+    assert abs(row["postcopy_time_error"]) <= 0.25, (
         f"real {row['real_postcopy_time_ms']:.0f} ms, model {row['model_postcopy_time_ms']:.0f} ms"
     )

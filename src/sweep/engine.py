@@ -48,7 +48,7 @@ CONSTANTS = (
     "S_dev", "setup_us", "sync_us", "stop_us", "max_time_us", "max_iterations", "auto_converge",
     "dirty_limit", "quota", "periodic", "sync_le", "complete_le", "device_in_transferred",
     "trigger_pct", "ac_initial", "ac_increment", "ac_max", "tailslow", "zero_last", "L_first",
-    "postcopy_at", "postcopy_first", "manager_at",
+    "postcopy_at", "postcopy_first", "manager_at", "L_post",
     # a regular window (see regular_window)
     "one_slice", "cap1", "window_bytes", "regular_threshold", "regular_bandwidth",
     "regular_bw_per_ms", "regular_mbps",
@@ -160,6 +160,7 @@ def _init(frame: pd.DataFrame) -> State:
     st.L = f8("link_bandwidth_bytes_per_s") / 1e6
     first = f8("first_copy_bandwidth_bytes_per_s") / 1e6
     st.L_first = np.where(first != 0, first, st.L)
+    st.L_post = f8("postcopy_bandwidth_bytes_per_s") / 1e6  # 0: as the final copy
     st.slice_bytes = st.L * C.MAX_WAIT_US
     st.budget = (i8("max_bandwidth_bytes_per_s") // C.XFER_LIMIT_RATIO).astype(np.float64)
     st.DL = f8("downtime_limit_ms")
@@ -657,7 +658,12 @@ class Engine:
         downtime_ms = (st.t[i] - downtime_start) / 1000.0 + st.S_dev[i] / st.L[i] / 1000.0
         postcopy_bytes, first_bytes = self.send_all(i)
         st.X[i] += postcopy_bytes
-        copy_us = first_bytes / st.L_first[i] + (postcopy_bytes - first_bytes) / st.L[i]
+        L_post = st.L_post[i]
+        copy_us = np.where(
+            L_post > 0,
+            postcopy_bytes / np.where(L_post > 0, L_post, 1.0),
+            first_bytes / st.L_first[i] + (postcopy_bytes - first_bytes) / st.L[i],
+        )
         rows = st.idx[i]
         self.downtime_ms[rows] = downtime_ms
         self.out["postcopy_bytes"][rows] = postcopy_bytes

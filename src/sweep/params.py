@@ -167,6 +167,11 @@ PARAMETERS: tuple[Param, ...] = (
           "(it allocates their memory then); 0 = link_bandwidth.  Measured: 0.2-0.7 GB/s "
           "against 1.7 GB/s for re-sent pages (docs/validation.md).",
           minimum=0, maximum=1e13),
+    Param("postcopy_bandwidth", "postcopy_bandwidth_bytes_per_s", "rate", 0,
+          "Rate of the postcopy phase: how fast the destination takes the pages still on the "
+          "source once the guest runs there; 0 = as the final copy would (link_bandwidth, "
+          "first_copy_bandwidth for first-pass pages).  Measured: about 1.1 GB/s against "
+          "1.7 GB/s (docs/validation.md).", minimum=0, maximum=1e13),
     Param("downtime_limit", "downtime_limit_ms", "duration_ms", 300,
           "QEMU's downtime-limit: threshold = bandwidth x limit.  Whole milliseconds.",
           qemu="downtime-limit", minimum=0, maximum=2_000_000, dtype="int64"),

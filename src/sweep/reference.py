@@ -86,6 +86,7 @@ class ReferenceMigration:
         self.L = float(r["link_bandwidth_bytes_per_s"]) / 1e6  # bytes per microsecond
         first = float(r["first_copy_bandwidth_bytes_per_s"])
         self.L_first = first / 1e6 if first else self.L
+        self.L_post = float(r["postcopy_bandwidth_bytes_per_s"]) / 1e6  # 0: as the final copy
         self.budget = float(int(r["max_bandwidth_bytes_per_s"]) // C.XFER_LIMIT_RATIO)
         self.DL = float(r["downtime_limit_ms"])
         self.Bsw = float(r["switchover_bandwidth_bytes_per_s"])
@@ -418,8 +419,9 @@ class ReferenceMigration:
 
         The VM stops; the discard-bitmap step runs a sync; the device state goes at link
         speed, and the downtime ends.  The destination then runs while every page still
-        queued is sent once at link speed (max-postcopy-bandwidth 0; first-pass pages at
-        first_copy_bandwidth), and the migration completes when none is left.  Assumptions:
+        queued is sent once (max-postcopy-bandwidth 0) at postcopy_bandwidth, or else as the
+        final copy would be (link speed, first-pass pages at first_copy_bandwidth), and the
+        migration completes when none is left.  Assumptions:
         the pages the destination faults on are among those bytes (requests change their
         order, not their number); no RAM page is sent while the VM is stopped; the guest's
         slowdown from faults is not modelled, only how long the postcopy phase lasts.
@@ -432,7 +434,10 @@ class ReferenceMigration:
         postcopy_bytes, first_bytes = self.send_all()
         self.postcopy_bytes = postcopy_bytes
         self.X += postcopy_bytes
-        copy_us = first_bytes / self.L_first + (postcopy_bytes - first_bytes) / self.L
+        if self.L_post:
+            copy_us = postcopy_bytes / self.L_post
+        else:
+            copy_us = first_bytes / self.L_first + (postcopy_bytes - first_bytes) / self.L
         self.postcopy_time_ms = copy_us / 1000.0
         self.total_time_ms = downtime_start / 1000.0 + self.downtime_ms + self.postcopy_time_ms
         self.status = POSTCOPY

@@ -15,6 +15,9 @@ Short runs of a filled 512 MiB guest under TCG (QEMU's own trace points on):
   nothing caps it, i.e. the loopback link as the migration thread drives it.
 * ``file``: an idle guest migrated into a file (``exec:cat > FILE``): the stream's length minus
   ``ram.transferred`` is the device state plus the stream's framing, sent during downtime.
+* ``postcopy`` (when the host has userfaultfd): a guest writing 20000 pages/s over 256 MiB,
+  switched to postcopy after 3 syncs: ``ram.postcopy-bytes`` over ``postcopy-active`` ->
+  ``completed`` (QEMU's events) is the rate of the postcopy phase.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .driver import RunResult, RunSpec, run_migration
+from .driver import RunResult, RunSpec, postcopy_supported, run_migration
 
 __all__ = ["CALIBRATION_TRACE", "calibrate", "summarize_trace"]
 
@@ -101,6 +104,13 @@ def calibrate(
             cache_dir=cache_dir,
             workdir=workdir,
         )
+    if postcopy_supported():
+        runs["postcopy"] = run_migration(
+            _spec("cal-postcopy", rate=20000, pattern="seq", working_set_mib=256.0,
+                  postcopy_after_iterations=3),
+            cache_dir=cache_dir,
+            workdir=workdir,
+        )  # fmt: skip
     if out_dir is not None:
         for r in runs.values():
             r.write(out_dir)
@@ -147,7 +157,16 @@ def calibrate(
         int(stream_bytes) - cal["file_ram_transferred"] if stream_bytes else None
     )
     cal["window_bandwidth_bytes_per_s"] = _window_bandwidth(idle)
+    cal["postcopy_rate_bytes_per_s"] = _postcopy_rate(runs.get("postcopy"))
     return cal
+
+
+def _postcopy_rate(result: RunResult | None) -> float | None:
+    """ram.postcopy-bytes over the postcopy phase (postcopy-active event -> total-time)."""
+    if result is None or result.info.get("postcopy_started_ms") is None:
+        return None
+    phase_ms = float(result.final["total_time"]) - float(result.info["postcopy_started_ms"])
+    return float(result.final["ram_postcopy_bytes"]) / (phase_ms / 1000.0)
 
 
 def _window_bandwidth(result: RunResult) -> float | None:
