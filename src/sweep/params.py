@@ -165,7 +165,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("first_copy_bandwidth", "first_copy_bandwidth_bytes_per_s", "rate", 0,
           "Rate of the final copy for pages the destination receives for the first time "
           "(it allocates their memory then); 0 = link_bandwidth.  Measured: 0.2-0.7 GB/s "
-          "against 1.7 GB/s for re-sent pages (docs/validation.md).",
+          "against 1.7 GB/s for re-sent pages.  Pre-copy slices do not use it (docs/"
+          "validation.md, miss 9).",
           minimum=0, maximum=1e13),
     Param("postcopy_bandwidth", "postcopy_bandwidth_bytes_per_s", "rate", 0,
           "Rate of the postcopy phase: how fast the destination takes the pages still on the "
