@@ -84,25 +84,28 @@ def _iteration_table(iterations: pd.DataFrame) -> str:
     return table.to_string(index=False)
 
 
+def _downtime(row: pd.Series) -> str:
+    within = "exceeds" if row["downtime_exceeded"] else "within"
+    return (
+        f"Downtime {format_duration_ms(row['downtime_ms'])} ({within} the "
+        f"{format_duration_ms(row['downtime_limit_ms'])} limit)"
+    )
+
+
 def _verdict(row: pd.Series) -> list[str]:
-    limit = row["downtime_limit_ms"]
     if row["converged"]:
-        within = "exceeds" if row["downtime_exceeded"] else "within"
         return [
             f"Converged: QEMU switched over after {row['dirty_sync_count']} dirty syncs; "
             f"total time {format_duration_ms(row['total_time_ms'])}.",
-            f"Downtime {format_duration_ms(row['downtime_ms'])} ({within} the "
-            f"{format_duration_ms(limit)} limit); {format_bytes(row['transferred_bytes'])} sent "
+            f"{_downtime(row)}; {format_bytes(row['transferred_bytes'])} sent "
             f"({format_bytes(row['downtime_bytes'])} of RAM while stopped).",
         ]
     if row["status"] == "completed-postcopy":
-        within = "exceeds" if row["downtime_exceeded"] else "within"
         return [
             f"Did not converge in pre-copy: the manager switched to postcopy at "
             f"{row['postcopy_after_iterations']} dirty syncs; total time "
             f"{format_duration_ms(row['total_time_ms'])}.",
-            f"Downtime {format_duration_ms(row['downtime_ms'])} ({within} the "
-            f"{format_duration_ms(limit)} limit); the destination then ran for "
+            f"{_downtime(row)}; the destination then ran for "
             f"{format_duration_ms(row['postcopy_time_ms'])} while "
             f"{format_bytes(row['postcopy_bytes'])} came over on demand and in the background.",
         ]
