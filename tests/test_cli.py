@@ -40,12 +40,19 @@ def test_explain_suggests_what_would_converge() -> None:
     assert "downtime_limit >= " in done.stdout and "link (max_bandwidth" in done.stdout
 
 
-def test_explain_tells_a_switch_to_postcopy_from_a_convergence() -> None:
+def explain_hopeless_guest(*manager: str) -> subprocess.CompletedProcess:
+    """explain for a 4 GiB guest dirtying 200 MB/s over 1 Gbit/s, which pre-copy alone
+    does not converge, with the manager's options given."""
     done = sweep(
         "explain", "--ram", "4GiB", "--bandwidth", "1Gbit/s", "--dirty-rate", "200MB/s",
-        "--postcopy-after-iterations", "5",
+        *manager,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_explain_tells_a_switch_to_postcopy_from_a_convergence() -> None:
+    done = explain_hopeless_guest("--postcopy-after-iterations", "5")
     syncs = [line.split()[:2] for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert syncs[-1] == ["6", "postcopy"] and syncs[-2][0] == "5"
     assert "Did not converge in pre-copy: the manager switched to postcopy at 5 dirty syncs" in (
@@ -53,6 +60,25 @@ def test_explain_tells_a_switch_to_postcopy_from_a_convergence() -> None:
     )
     assert "the destination then ran for" in done.stdout
     assert "What would converge (one change at a time, without postcopy)" in done.stdout
+
+
+def test_explain_names_the_managers_timeout() -> None:
+    done = explain_hopeless_guest("--postcopy-after-time", "50s")
+    assert "the manager switched to postcopy after 50.00 s;" in done.stdout
+    done = explain_hopeless_guest("--pause-after-time", "50s")
+    assert "the manager stopped the guest at 50.00 s (pause_after_time)" in done.stdout
+
+
+def test_explain_tells_a_stopped_guest_from_a_convergence() -> None:
+    done = explain_hopeless_guest("--pause-after-iterations", "5")
+    rows = [line.split() for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
+    new_pages = {int(r[0]): int(r[8]) for r in rows}  # time, sent, remaining take two each
+    # sync 6 finds what the guest wrote during sync 5 (its sync time), then nothing
+    assert new_pages[6] < new_pages[5] / 1000 and all(new_pages[k] == 0 for k in new_pages if k > 6)
+    assert "Did not converge live: the manager stopped the guest at " in done.stdout
+    assert "(as dirty sync 5 ended)" in done.stdout
+    assert "the guest stood still for" in done.stdout
+    assert "What would converge (one change at a time, without stopping the guest)" in done.stdout
 
 
 def test_a_bad_value_is_an_error_naming_key_value_and_allowed() -> None:

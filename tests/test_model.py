@@ -186,6 +186,32 @@ def test_postcopy_after_n_syncs_stops_once_and_sends_the_rest_at_link_speed() ->
     assert not s["downtime_exceeded"]
 
 
+def test_postcopy_after_time_starts_at_the_first_decision_after_it() -> None:
+    """libvirt's --timeout-postcopy: the request comes at 10.02 s; without a rate limit and
+    with syncs that cost nothing, decisions fall every 50 ms slice, so QEMU starts postcopy
+    at 10.05 s (stop, the switch's sync, the device state), and the migration is the one
+    without a timeout until then."""
+    common = dict(
+        ram_size="1GiB", dirty_rate=1e6, write_pattern="sequential", link_bandwidth=125e6,
+        max_bandwidth=0, downtime_limit=300, setup_time=0, sync_time=0, stop_time=2.0,
+        device_state_size=2**20, max_time="1h", max_iterations=30,
+    )  # fmt: skip
+    r = sweep.simulate([{**common, "postcopy_after_time": "10.02s"}, common])
+    s, it = r.summary.iloc[0], r.iterations
+    timed = it[it["scenario_id"] == s["scenario_id"]].reset_index(drop=True)
+    running = it[it["scenario_id"] == r.summary["scenario_id"].iloc[1]].reset_index(drop=True)
+    assert s["status"] == "completed-postcopy"
+    start = s["total_time_ms"] - s["downtime_ms"] - s["postcopy_time_ms"]
+    assert start == pytest.approx(10_050)
+    assert timed["sync_reason"].iloc[-1] == "postcopy"
+    assert timed["time_ms"].iloc[-1] == pytest.approx(10_050 + 2.0)
+    before = len(timed) - 1
+    columns = ["time_ms", "remaining_bytes", "new_dirty_pages"]
+    pd.testing.assert_frame_equal(
+        timed.loc[: before - 1, columns], running.loc[: before - 1, columns]
+    )
+
+
 def test_postcopy_bandwidth_sets_only_the_pace_of_the_postcopy_phase() -> None:
     base = dict(ram_size="1GiB", dirty_rate=1e6, link_bandwidth=125e6, max_bandwidth=0,
                 setup_time=0, sync_time=0, stop_time=2, device_state_size=2**20,
@@ -244,6 +270,100 @@ def test_postcopy_is_refused_after_the_iteration_cap_and_on_8_0_to_8_2() -> None
         normalize([{"qemu_version": "8.1", "postcopy_after_iterations": 5}])
     normalize([{"qemu_version": "8.1", "postcopy_after_iterations": 0}])  # 0: never asks
     normalize([{"max_iterations": 0, "postcopy_after_iterations": 100}])  # no cap
+    with pytest.raises(ValueError, match=r"postcopy_after_time.*400.*below max_time"):
+        normalize([{"postcopy_after_time": "400s"}])
+    with pytest.raises(ValueError, match=r"postcopy_after_time.*0 with QEMU 8.0-8.2"):
+        normalize([{"qemu_version": "8.2", "postcopy_after_time": "5s"}])
+
+
+def test_pause_after_n_syncs_stops_the_guest_and_pre_copy_drains_the_rest() -> None:
+    """The hopeless guest above, with the manager stopping it (QMP stop) at 4 syncs.
+
+    The stop comes with sync 4 (the manager acts on its event; the migration thread need not
+    look).  The guest then writes nothing: a pass later the queue has drained below the
+    threshold as always, sync 5 finds no new page, and QEMU switches over at once.  Its
+    downtime starts there; the guest stood still from sync 4, one pass longer."""
+    link, limit, stop, dev, rate = 125e6, 300, 2.0, 2**20, 1e6
+    common = dict(
+        ram_size="1GiB", dirty_rate=rate, write_pattern="sequential", link_bandwidth=link,
+        max_bandwidth=0, downtime_limit=limit, setup_time=0, sync_time=0, stop_time=stop,
+        device_state_size=dev, max_time="1h", max_iterations=30,
+    )  # fmt: skip
+    r = sweep.simulate([{**common, "pause_after_iterations": 4}, common])
+    s, it = r.summary.iloc[0], r.iterations
+    paused = it[it["scenario_id"] == s["scenario_id"]].reset_index(drop=True)
+    running = it[it["scenario_id"] == r.summary["scenario_id"].iloc[1]].reset_index(drop=True)
+    pages = 2**30 // P
+    slice_bytes = link * 0.050
+    threshold_pages = link / 1000 * limit / P
+    j = math.floor((pages - threshold_pages) / (slice_bytes / WIRE)) + 1  # slices per pass
+    assert s["status"] == "completed-paused" and not s["converged"]
+    assert r.summary["status"].iloc[1] == "cancelled-iterations"
+    # the same migration until the stop, one pass more, then the switchover
+    columns = ["time_ms", "remaining_bytes", "new_dirty_pages"]
+    pd.testing.assert_frame_equal(paused.loc[:3, columns], running.loc[:3, columns])
+    assert paused["sync_reason"].astype(str).tolist() == ["setup"] + ["exact"] * 4 + ["final"]
+    assert paused["time_ms"].iloc[4] == pytest.approx(4 * j * 50)
+    assert (paused["new_dirty_pages"].iloc[4:] == 0).all()
+    drained = running["remaining_bytes"].iloc[4] - running["new_dirty_pages"].iloc[4] * P
+    assert paused["remaining_bytes"].iloc[4] == pytest.approx(drained, abs=P)  # whole pages
+    assert s["paused_time_ms"] == pytest.approx(j * 50)
+    assert s["downtime_bytes"] <= threshold_pages * WIRE
+    assert s["downtime_ms"] == pytest.approx(stop + (s["downtime_bytes"] + dev) / link * 1e3)
+    assert s["total_time_ms"] - s["downtime_ms"] == pytest.approx(4 * j * 50)
+    # the jump crosses the windows after the stop too: about a pass a sync
+    raw = run_chunk(normalize([{**common, "pause_after_iterations": 4}]))
+    assert raw.passes <= s["dirty_sync_count"] + 2
+
+
+def test_pause_after_time_stops_the_guest_mid_pass() -> None:
+    """libvirt's --timeout: the stop comes 100 ms after sync 2 of the hopeless guest.  The
+    next sync finds only what the guest wrote in those 100 ms; every later one nothing.
+    Until the stop the migration is the one without a timeout."""
+    link, rate, limit = 125e6, 1e6, 300
+    common = dict(
+        ram_size="1GiB", dirty_rate=rate, write_pattern="sequential", link_bandwidth=link,
+        max_bandwidth=0, downtime_limit=limit, setup_time=0, sync_time=0, stop_time=2.0,
+        max_time="1h", max_iterations=30,
+    )  # fmt: skip
+    pages = 2**30 // P
+    slice_pages = link * 0.050 / WIRE
+    j = math.floor((pages - link / 1000 * limit / P) / slice_pages) + 1  # slices per pass
+    stop_ms = j * 50 + 100
+    r = sweep.simulate([{**common, "pause_after_time": stop_ms / 1000}, common])
+    s, it = r.summary.iloc[0], r.iterations
+    timed = it[it["scenario_id"] == s["scenario_id"]].reset_index(drop=True)
+    running = it[it["scenario_id"] == r.summary["scenario_id"].iloc[1]].reset_index(drop=True)
+    assert s["status"] == "completed-paused"
+    assert s["total_time_ms"] - s["downtime_ms"] - s["paused_time_ms"] == pytest.approx(stop_ms)
+    columns = ["time_ms", "remaining_bytes", "new_dirty_pages"]
+    pd.testing.assert_frame_equal(timed.loc[:1, columns], running.loc[:1, columns])
+    assert timed["time_ms"].iloc[1] == pytest.approx(j * 50)
+    # at most the 100,000 pages a ring writer covers in 100 ms (fewer: some are still queued)
+    assert 0 < timed["new_dirty_pages"].iloc[2] <= rate * 0.100
+    assert running["new_dirty_pages"].iloc[2] > rate * 0.100
+    assert (timed["new_dirty_pages"].iloc[3:] == 0).all()
+
+
+def test_pause_is_not_used_when_pre_copy_switches_over_first() -> None:
+    common = dict(ram_size="1GiB", dirty_rate=0, link_bandwidth="1Gbit/s", max_bandwidth=0)
+    s = sweep.simulate([dict(common, pause_after_iterations=3), common]).summary
+    assert s["status"].tolist() == ["completed", "completed"]
+    assert s["paused_time_ms"].isna().all()
+    assert s["total_time_ms"].iloc[0] == s["total_time_ms"].iloc[1]
+
+
+def test_pause_is_refused_after_the_iteration_cap_and_with_postcopy() -> None:
+    with pytest.raises(ValueError, match=r"pause_after_iterations.*31.*at most max_iterations"):
+        normalize([{"max_iterations": 30, "pause_after_iterations": 31}])
+    message = r"pause_after_iterations.*5.*0 when postcopy is asked for"
+    with pytest.raises(ValueError, match=message):
+        normalize([{"pause_after_iterations": 5, "postcopy_after_iterations": 5}])
+    normalize([{"max_iterations": 0, "pause_after_iterations": 100}])  # no cap
+    with pytest.raises(ValueError, match=r"pause_after_time.*20.*below max_time"):
+        normalize([{"max_time": "10s", "pause_after_time": "20s"}])
+    with pytest.raises(ValueError, match=r"pause_after_time.*0 when postcopy is asked for"):
+        normalize([{"pause_after_time": "5s", "postcopy_after_time": "3s"}])
 
 
 # --- auto-converge -------------------------------------------------------------------------------
@@ -524,6 +644,42 @@ def test_pages_in_their_first_pass_are_copied_at_first_copy_bandwidth() -> None:
     assert busy["downtime_ms"] == pytest.approx(fixed + busy["downtime_bytes"] / 1.25e9 * 1e3)
 
 
+def test_without_a_rate_limit_the_first_pass_runs_at_first_copy_bandwidth() -> None:
+    """Pre-copy slices carry first-pass pages at first_copy_bandwidth, so an idle guest's
+    windows measure that rate, its threshold is that rate x the limit, and the final copy
+    (first-pass pages, at that rate too) fits the downtime limit.  Slices at the link's rate
+    made the threshold 2.5 times larger and the final copy 2.5 times too long (miss 9)."""
+    ram, limit, first, link = 2**30, 300, 500e6, 1.25e9
+    common = dict(ram_size=ram, nonzero_size=ram, dirty_rate=0, max_bandwidth=0,
+                  link_bandwidth=link, downtime_limit=limit, device_state_size=0,
+                  setup_time=0, sync_time=0, stop_time=0)  # fmt: skip
+    r = one(**common, first_copy_bandwidth=first)
+    touched, it = r.summary.iloc[0], r.iterations
+    bandwidth = it[it["dirty_sync_count"] > 1]
+    assert bandwidth["bandwidth_bytes_per_s"].to_numpy() == pytest.approx(first)
+    assert touched["threshold_bytes"] == pytest.approx(first / 1000 * limit)
+    assert touched["downtime_ms"] <= limit
+    # every byte went at the first-copy rate: pre-copy, then the final copy
+    assert touched["total_time_ms"] == pytest.approx(ram / P * WIRE / first * 1e3, abs=0.01)
+
+
+def test_after_the_first_pass_slices_go_at_link_speed() -> None:
+    """Once the scan wraps, pages are re-sent to memory the destination holds: the windows
+    measure the link.  Under a rate limit below both rates the first-copy rate changes no
+    window's bytes, so the syncs come at the same times."""
+    common = dict(ram_size="1GiB", working_set_size="256MiB", dirty_rate="400MB/s",
+                  link_bandwidth="10Gbit/s", downtime_limit=100)  # fmt: skip
+    fast = one(**common, max_bandwidth=0, first_copy_bandwidth="500MB/s").iterations
+    rates = fast["bandwidth_bytes_per_s"].to_numpy()
+    assert len(fast) >= 4
+    assert rates[1] == pytest.approx(500e6)  # the first pass's windows
+    assert rates[-1] == pytest.approx(1.25e9)  # re-sent pages
+    limited = dict(common, max_bandwidth="128MiB/s")
+    slow = one(**limited, first_copy_bandwidth="500MB/s").iterations
+    plain = one(**limited).iterations
+    assert slow["time_ms"].tolist() == plain["time_ms"].tolist()
+
+
 # --- the engine's cost ---------------------------------------------------------------------------
 
 
@@ -538,11 +694,14 @@ def test_pages_in_their_first_pass_are_copied_at_first_copy_bandwidth() -> None:
         dict(link_bandwidth="1Gbit/s", downtime_limit=37, dirty_rate="500MB/s", auto_converge=True),
     ],
 )
-def test_the_engine_needs_about_one_pass_per_sync(scenario) -> None:
+@pytest.mark.parametrize("first_copy", [0, "100MB/s"])
+def test_the_engine_needs_about_one_pass_per_sync(scenario, first_copy) -> None:
     """What the loop costs: the jump takes everything between two syncs (finishing the window a
     sync interrupted, crossing timer ticks that do not sync, taking the slice that empties
-    the queue), so a migration needs about one pass per sync, not one per 50 ms slice."""
-    common = dict(ram_size="4GiB", max_bandwidth=0, max_iterations=30, max_time="600s")
+    the queue), so a migration needs about one pass per sync, not one per 50 ms slice; also
+    when the first pass runs at first_copy_bandwidth (the jump stops where it ends)."""
+    common = dict(ram_size="4GiB", max_bandwidth=0, max_iterations=30, max_time="600s",
+                  first_copy_bandwidth=first_copy)  # fmt: skip
     frame = normalize([{**common, **scenario}])
     raw = run_chunk(frame)
     syncs = int(raw.summary["dirty_sync_count"][0])

@@ -261,17 +261,21 @@ def _legend_texts(fig) -> list[str]:
     ]
 
 
-def test_scenarios_finished_by_postcopy_are_named_in_the_legends():
-    """Postcopy finishes a migration without converging: the phase map's hatch says so, and
-    the syncs scatter gives those scenarios their own colour.  Without postcopy neither
-    mentions it."""
+@pytest.mark.parametrize(
+    "parameter, status, words",
+    [("postcopy_after_iterations", "completed-postcopy", "finished by postcopy"),
+     ("pause_after_iterations", "completed-paused", "guest stopped")],
+)  # fmt: skip
+def test_scenarios_finished_by_the_manager_are_named_in_the_legends(parameter, status, words):
+    """Postcopy, or the manager stopping the guest, finishes a migration without converging:
+    the phase map's hatch says so, and the syncs scatter gives those scenarios their own
+    colour.  Without that way out neither mentions it."""
     plain = sweep.simulate(small_grid()).summary
-    asked = sweep.simulate([{**row, "postcopy_after_iterations": 3} for row in small_grid()])
-    summary = asked.summary
-    assert (summary["status"] == "completed-postcopy").any()
-    assert not summary.loc[summary["status"] == "completed-postcopy", "converged"].any()
+    summary = sweep.simulate([{**row, parameter: 3} for row in small_grid()]).summary
+    assert (summary["status"] == status).any()
+    assert not summary.loc[summary["status"] == status, "converged"].any()
     for figure in (plots.phase_map, plots.syncs_vs_ratio):
         for frame, named in ((summary, True), (plain, False)):
             fig = figure(frame)
-            assert ("postcopy" in " ".join(_legend_texts(fig))) == named, figure.__name__
+            assert (words in " ".join(_legend_texts(fig))) == named, figure.__name__
             mpl.pyplot.close(fig)

@@ -28,6 +28,7 @@ from sweep.validation import (
     fidelity_table,
     load_config,
     plot_metrics,
+    real_outcome,
     real_sync_curve,
     run_specs,
     scenario_for_run,
@@ -232,6 +233,21 @@ def test_real_sync_curve_recovers_remaining_and_new_pages():
     assert curve["new_dirty_pages"].iloc[0] == pytest.approx(5000)
 
 
+def test_real_sync_curve_keeps_the_syncs_after_the_managers_stop():
+    """QEMU's STOP ends pre-copy; a manager's STOP (QMP stop) does not: pre-copy goes on, and
+    only completion's sync, the last, is left out."""
+    samples, events = _samples_and_events()
+    events = pd.concat([
+        events,
+        pd.DataFrame({"event": ["STOP", "MIGRATION_PASS"], "t_ms": [240.0, 400.0],
+                      "pass": [np.nan, 3]}),
+    ], ignore_index=True)  # fmt: skip
+    assert real_sync_curve(samples, events).empty
+    curve = real_sync_curve(samples, events, stopped_by_manager=True)
+    assert list(curve["dirty_sync_count"]) == [2]
+    assert curve["new_dirty_pages"].iloc[0] == pytest.approx(5000)
+
+
 def _run_row(**over):
     row = {
         "spec_name": "r", "spec_fill_mib": 509.0, "spec_working_set_mib": 64.0, "spec_rate": "0",
@@ -263,21 +279,23 @@ def test_scenario_maps_the_run_and_the_calibration():
 
 
 def _comparison() -> pd.DataFrame:
-    """Three runs against a made-up model: one matches, one is cancelled where the model
-    converges, one switched to postcopy as the model did."""
+    """Four runs against a made-up model: one matches, one is cancelled where the model
+    converges, one switched to postcopy and one had its guest stopped, as the model did."""
     runs = pd.DataFrame([
         _run_row(), _run_row(spec_name="s", final_status="cancelled"),
         _run_row(spec_name="p", postcopy_started_ms=3700.0, final_ram_postcopy_bytes=5e7),
+        _run_row(spec_name="z", paused_ms=3275.0, final_downtime=5),  # stood 500 ms
     ])  # fmt: skip
 
     class FakeModel:
         summary = pd.DataFrame(
-            {"scenario_id": [0, 1, 2], "converged": [True, True, False],
-             "status": ["completed", "completed", "completed-postcopy"],
-             "total_time_ms": [3780 * 1.02, 3780.0, 3780.0], "dirty_sync_count": [4, 3, 3],
-             "transferred_bytes": [535156938.0, 535156938 * 0.99, 535156938.0],
-             "downtime_ms": [99.0, 50.0, 1.0], "postcopy_bytes": [0.0, 0.0, 5.1e7],
-             "throttle_pct": [0, 0, 0]}
+            {"scenario_id": [0, 1, 2, 3], "converged": [True, True, False, False],
+             "status": ["completed", "completed", "completed-postcopy", "completed-paused"],
+             "total_time_ms": [3780 * 1.02, 3780.0, 3780.0, 3780.0],
+             "dirty_sync_count": [4, 3, 3, 3],
+             "transferred_bytes": [535156938.0, 535156938 * 0.99, 535156938.0, 535156938.0],
+             "downtime_ms": [99.0, 50.0, 1.0, 5.0], "postcopy_bytes": [0.0, 0.0, 5.1e7, 0.0],
+             "paused_time_ms": [np.nan, np.nan, np.nan, 510.0], "throttle_pct": [0, 0, 0, 0]}
         )  # fmt: skip
 
     return compare_runs(runs, FakeModel())
@@ -287,15 +305,27 @@ def test_compare_and_fidelity_table_report_signed_and_absolute_errors():
     cmp = _comparison()
     assert cmp["total_time_error"].iloc[0] == pytest.approx(0.02)
     assert cmp["dirty_sync_count_error"].iloc[0] == 1
-    assert list(cmp["real_verdict"]) == ["converged", "cancelled", "postcopy"]
-    assert list(cmp["verdict_match"]) == [True, False, True]
+    assert list(cmp["real_verdict"]) == ["converged", "cancelled", "postcopy", "paused"]
+    assert list(cmp["verdict_match"]) == [True, False, True, True]
     assert cmp["postcopy_bytes_error"].iloc[2] == pytest.approx(0.02)
     assert cmp["postcopy_bytes_error"].iloc[:2].isna().all()  # no postcopy: no error
+    assert cmp["real_paused_time_ms"].iloc[3] == 500.0  # total - downtime - the stop
+    assert cmp["paused_time_error"].iloc[3] == pytest.approx(0.02)
+    assert cmp["paused_time_error"].iloc[:3].isna().all()
     table = fidelity_table(cmp).set_index("metric")
     assert table.loc["total_time", "max_abs_error"] == pytest.approx(2.0)
     assert table.loc["transferred", "max_abs_error"] == pytest.approx(1.0)
     assert table.loc["verdict", "max_abs_error"] == 1 and table.loc["verdict", "worst_run"] == "s"
     assert np.isnan(cmp["real_downtime_ms"].iloc[1])  # a cancelled run has no downtime
+
+
+def test_a_stop_after_qemus_own_does_not_make_a_run_paused():
+    """The manager's timed stop can land while QEMU is already in its stop-and-copy: the
+    guest stood no longer than QEMU's downtime, and the run converged, as the model has it."""
+    late = real_outcome(_run_row(paused_ms=3700.0))  # total 3780 ms, downtime 99 ms
+    assert late["real_verdict"] == "converged" and np.isnan(late["real_paused_time_ms"])
+    early = real_outcome(_run_row(paused_ms=3600.0))
+    assert early["real_verdict"] == "paused" and early["real_paused_time_ms"] == 81.0
 
 
 def test_fidelity_figures_show_every_metric(tmp_path):
@@ -308,6 +338,7 @@ def test_fidelity_figures_show_every_metric(tmp_path):
     html = (tmp_path / "table.html").read_text()
     assert all(f">{metric}<" in html for metric in METRICS)
     assert ">postcopy<" in html and "real_postcopy_time_ms" in html
+    assert ">paused<" in html and "real_paused_time_ms" in html
 
 
 def test_validation_grid_config_is_complete():

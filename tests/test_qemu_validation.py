@@ -1,15 +1,18 @@
 """Real QEMU migrations against the model (issue 5): the CI suite.
 
-Seven migrations from ``config/validation.yaml`` (``ci_runs``: idle, low, mid and high dirty
-rates, a time-capped run that never converges, an auto-converge run, a switch to postcopy)
+Eight migrations from ``config/validation.yaml`` (``ci_runs``: idle, low, mid and high dirty
+rates, a time-capped run that never converges, an auto-converge run, a switch to postcopy, a
+guest the manager stops)
 are carried out once per session on this machine, then each metric is one test per run, so a
 miss names itself:
 
-* verdict (converged, postcopy or cancelled) exactly; total time within 3 %; dirty-sync count
-  within 1; transferred bytes within 2 %; downtime loosely (within a factor of 3, it follows
-  host speed);
+* verdict (converged, postcopy, paused or cancelled) exactly; total time within 3 %;
+  dirty-sync count within 1; transferred bytes within 2 %; downtime loosely (within a factor
+  of 3, it follows host speed);
 * postcopy: the guest stopped for a few ms (QEMU reports whole ms), the bytes sent after the
-  switch within 5 %, the postcopy phase within 25 % (its rate varies that much run to run);
+  switch within 5 %, the postcopy phase within 25 % (its rate varies that much run to run;
+  a second, slower mode is a known miss, miss 10);
+* a guest the manager stopped: how long it stood before QEMU's downtime within 10 %;
 * auto-converge: the run completes and the throttle reached the step the model predicts, or
   the one after it (our guest catches up part of each throttle sleep: miss 5); its time, syncs
   and bytes are not held to the tolerances (repeats differ by up to 8 %).
@@ -43,11 +46,23 @@ pytestmark = [
 ]
 
 # (run, metric) -> (cause, strict): model misses the suite knows, each explained with the real
-# counters in docs/validation.md.  Empty since the engine fixes of 466c950 (rand-40k's
-# scan-order miss had a strict mark); a strict mark fails once the engine is fixed.
-KNOWN_MISSES: dict[tuple[str, str], tuple[str, bool]] = {}
+# counters in docs/validation.md.  A strict mark fails once the engine is fixed (rand-40k's
+# scan-order miss had one until 466c950); a mark that is not strict is a miss that comes and
+# goes between identical runs.
+KNOWN_MISSES: dict[tuple[str, str], tuple[str, bool]] = {
+    ("pc3-rand-100k", "postcopy_time"): (
+        "miss 10: the postcopy phase's rate is bimodal on this host (about 1.0 GB/s, or "
+        "0.35-0.6 GB/s in 5 of 14 identical runs, THP on or off); one postcopy_bandwidth "
+        "fits one mode",
+        False,
+    ),
+}
 AUTO_CONVERGE = [r["name"] for r in CONFIG["runs"] if r.get("auto_converge")]
-POSTCOPY = [r["name"] for r in CONFIG["runs"] if r.get("postcopy_after_iterations")]
+POSTCOPY = [
+    r["name"] for r in CONFIG["runs"]
+    if r.get("postcopy_after_iterations") or r.get("postcopy_after_s")
+]  # fmt: skip
+PAUSED = [r["name"] for r in CONFIG["runs"] if r.get("pause_after_iterations")]
 # a host without userfaultfd cannot run postcopy at all: those runs are skipped, not failed
 POSTCOPY_HERE = postcopy_supported()
 RUNS_HERE = [r for r in CI_RUNS if POSTCOPY_HERE or r not in POSTCOPY]
@@ -118,7 +133,7 @@ def test_transferred_bytes_within_2_percent(comparison, run):
 @pytest.mark.parametrize("run", _cases("downtime"))
 def test_downtime_loosely(comparison, run):
     row = comparison.loc[run]
-    if not row["real_converged"]:
+    if row["real_verdict"] not in ("converged", "paused"):  # a paused run ends as usual
         pytest.skip(f"{row['real_verdict']}: no pre-copy downtime (postcopy has its own test)")
     ratio = row["model_downtime_ms"] / max(row["real_downtime_ms"], 1.0)
     assert 1 / 3 <= ratio <= 3, (
@@ -179,8 +194,23 @@ def test_postcopy_stops_the_guest_for_ms_and_sends_the_rest_after_the_switch(com
 def test_postcopy_phase_within_25_percent(comparison, run):
     """How long the destination ran before the last page, at the calibrated
     postcopy_bandwidth.  The phase lasts 50-100 ms, and its rate varies between identical
-    runs (0.96-1.23 GB/s in three calibration runs): the bound is that spread, not 3 %."""
+    runs (0.96-1.23 GB/s in three calibration runs): the bound is that spread, not 3 %.  A
+    second, slower mode (KNOWN_MISSES, miss 10) falls outside it."""
     row = comparison.loc[run]
     assert abs(row["postcopy_time_error"]) <= 0.25, (
         f"real {row['real_postcopy_time_ms']:.0f} ms, model {row['model_postcopy_time_ms']:.0f} ms"
+    )
+
+
+@pytest.mark.parametrize("run", _cases("paused_time", [r for r in CI_RUNS if r in PAUSED]))
+def test_a_stopped_guest_stands_as_long_as_pre_copy_drains_within_10_percent(comparison, run):
+    """The manager stopped the guest on the sync's event; pre-copy drained the queue at
+    max-bandwidth and QEMU switched over.  The model stops it as the sync ends; the driver's
+    stop lands 2-8 ms later (event poll and QMP round trip) on a phase of 200-500 ms: the
+    bound is twice that lag, not 3 %."""
+    row = comparison.loc[run]
+    assert row["real_verdict"] == "paused" == row["model_verdict"]
+    assert abs(row["paused_time_error"]) <= 0.10, (
+        f"real {row['real_paused_time_ms']:.0f} ms, model {row['model_paused_time_ms']:.0f} ms"
+        + _host(row)
     )

@@ -21,7 +21,7 @@ import pandas as pd
 from . import schema
 from .engine import ChunkResult, run_chunk
 from .params import PARAMETERS, ParameterError, normalize
-from .reference import COMPLETED, POSTCOPY, STATUS_NAMES, SYNC_REASONS
+from .reference import COMPLETED, FINISHED, STATUS_NAMES, SYNC_REASONS
 
 __all__ = ["Result", "scenario_ids", "simulate", "tables_from_chunk"]
 
@@ -66,7 +66,7 @@ def tables_from_chunk(
     ids = scenarios["scenario_id"].to_numpy()
     status = pd.Categorical.from_codes(s["status"].astype(np.int8) - 1, list(STATUS_NAMES[1:]))
     completed = s["status"] == COMPLETED
-    finished = completed | (s["status"] == POSTCOPY)  # the guest runs on the destination
+    finished = np.isin(s["status"], FINISHED)
     exceeded = pd.array(
         s["downtime_ms"] > scenarios["downtime_limit_ms"].to_numpy(), dtype="boolean"
     )
@@ -86,6 +86,7 @@ def tables_from_chunk(
             "downtime_bytes": _rounded(s["downtime_bytes"]),
             "postcopy_bytes": _rounded(s["postcopy_bytes"]),
             "postcopy_time_ms": s["postcopy_time_ms"],
+            "paused_time_ms": s["paused_time_ms"],
             "normal_pages": _rounded(s["normal_pages"]),
             "zero_pages": _rounded(s["zero_pages"]),
             "threshold_bytes": _rounded(s["threshold_bytes"]),

@@ -8,6 +8,7 @@ make it converge (a small sweep around the scenario).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -101,13 +102,33 @@ def _verdict(row: pd.Series) -> list[str]:
             f"({format_bytes(row['downtime_bytes'])} of RAM while stopped).",
         ]
     if row["status"] == "completed-postcopy":
+        rules = []  # the manager asks at whichever comes first
+        if row["postcopy_after_iterations"]:
+            rules.append(f"at {row['postcopy_after_iterations']} dirty syncs")
+        if row["postcopy_after_time_s"]:
+            rules.append(f"after {format_duration_ms(row['postcopy_after_time_s'] * 1000.0)}")
         return [
-            f"Did not converge in pre-copy: the manager switched to postcopy at "
-            f"{row['postcopy_after_iterations']} dirty syncs; total time "
-            f"{format_duration_ms(row['total_time_ms'])}.",
+            f"Did not converge in pre-copy: the manager switched to postcopy "
+            f"{' or '.join(rules)}; total time {format_duration_ms(row['total_time_ms'])}.",
             f"{_downtime(row)}; the destination then ran for "
             f"{format_duration_ms(row['postcopy_time_ms'])} while "
             f"{format_bytes(row['postcopy_bytes'])} came over on demand and in the background.",
+        ]
+    if row["status"] == "completed-paused":
+        stopped_ms = row["total_time_ms"] - row["downtime_ms"] - row["paused_time_ms"]
+        timed = row["pause_after_time_s"] and math.isclose(
+            stopped_ms, row["pause_after_time_s"] * 1000.0, abs_tol=0.001
+        )
+        syncs = row["pause_after_iterations"]
+        why = "pause_after_time" if timed else f"as dirty sync {syncs} ended"
+        return [
+            f"Did not converge live: the manager stopped the guest at "
+            f"{format_duration_ms(stopped_ms)} ({why}), and QEMU switched over "
+            f"{format_duration_ms(row['paused_time_ms'])} later, after "
+            f"{row['dirty_sync_count']} syncs; total time "
+            f"{format_duration_ms(row['total_time_ms'])}.",
+            f"{_downtime(row)}, QEMU's own; the guest stood still for "
+            f"{format_duration_ms(row['paused_time_ms'] + row['downtime_ms'])} in all.",
         ]
     why = {
         "cancelled-time": f"cancelled at max_time ({row['max_time_s']:g} s)",
@@ -131,9 +152,11 @@ def _first_converging(trials: list[dict[str, Any]]) -> pd.Series | None:
 def _suggestions(scenario: dict[str, Any], base: pd.Series) -> list[str]:
     """Smallest downtime limit, and smallest bandwidth, that make this scenario converge.
 
-    Pre-copy alone: a switch to postcopy ends the trials' migrations before they could."""
+    Pre-copy alone: a switch to postcopy, or the manager stopping the guest, ends the
+    trials' migrations before they could converge live."""
     lines = []
-    scenario = {**scenario, "postcopy_after_iterations": 0}
+    scenario = {**scenario, "postcopy_after_iterations": 0, "postcopy_after_time": 0,
+                "pause_after_iterations": 0, "pause_after_time": 0}  # fmt: skip
     limits = np.unique(np.round(np.geomspace(max(base["downtime_limit_ms"], 1), 2_000_000, 48)))
     best = _first_converging([{**scenario, "downtime_limit": int(v)} for v in limits])
     if best is not None:
@@ -166,7 +189,11 @@ def _suggestions(scenario: dict[str, Any], base: pd.Series) -> list[str]:
             f"  - auto_converge on {verdict} (final throttle {summary['throttle_pct']} %)."
         )
     head = "What would converge (one change at a time"
-    head += ", without postcopy):" if base["postcopy_after_iterations"] else "):"
+    if base["postcopy_after_iterations"] or base["postcopy_after_time_s"]:
+        head += ", without postcopy"
+    if base["pause_after_iterations"] or base["pause_after_time_s"]:
+        head += ", without stopping the guest"
+    head += "):"
     return [head, *lines] if lines else []
 
 

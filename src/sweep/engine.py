@@ -30,6 +30,8 @@ from .reference import (
     CANCELLED_ITERATIONS,
     CANCELLED_TIME,
     COMPLETED,
+    FINISHED,
+    PAUSED,
     POSTCOPY,
     SYNC_EXACT,
     SYNC_FINAL,
@@ -44,14 +46,12 @@ __all__ = ["ChunkResult", "run_chunk"]
 
 # Per-scenario constants (set once) and state (changed by the loop); compaction moves both.
 CONSTANTS = (
-    "idx", "P", "wire_normal", "W", "pattern", "w", "L", "slice_bytes", "budget", "DL", "Bsw",
-    "S_dev", "setup_us", "sync_us", "stop_us", "max_time_us", "max_iterations", "auto_converge",
+    "idx", "P", "wire_normal", "W", "pattern", "w", "L", "budget", "DL", "Bsw",
+    "S_dev", "setup_us", "sync_us", "stop_us", "max_time_us", "postcopy_time_us", "horizon_us",
+    "max_iterations", "auto_converge",
     "dirty_limit", "quota", "periodic", "sync_le", "complete_le", "device_in_transferred",
     "trigger_pct", "ac_initial", "ac_increment", "ac_max", "tailslow", "zero_last", "L_first",
-    "postcopy_at", "postcopy_first", "manager_at", "L_post",
-    # a regular window (see regular_window)
-    "one_slice", "cap1", "window_bytes", "regular_threshold", "regular_bandwidth",
-    "regular_bw_per_ms", "regular_mbps",
+    "postcopy_at", "postcopy_first", "manager_at", "L_post", "pause_at",
 )  # fmt: skip
 STATE = (
     "t", "R_z", "R_c", "R_h", "R_n", "X", "precopy_bytes", "normal_pages", "zero_pages",
@@ -61,6 +61,11 @@ STATE = (
     "dirty_bytes_last_sync", "num_dirty_pages_period", "bytes_xfer_prev", "period_start",
     "time_last_bitmap_sync", "dirty_rate_high_cnt", "throttle", "dirty_limit_active",
     "prev_sync_cnt", "next_tick", "ring_lapped", "first_pass", "live", "stopping",
+    "paused_at",  # when the manager stopped the guest (NEVER: running)
+    # the slices' rate (first_touch: still first_copy_bandwidth) and a regular window at it,
+    # constant but for one change when the first pass ends (Engine.first_touch_ends)
+    "first_touch", "slice_rate", "slice_bytes", "one_slice", "cap1", "window_bytes",
+    "regular_threshold", "regular_bandwidth", "regular_bw_per_ms", "regular_mbps",
 )  # fmt: skip
 
 ITERATION_FIELDS = (
@@ -76,7 +81,7 @@ SAMPLE_FIELDS = (
 SUMMARY_FIELDS = (
     "status", "total_time_ms", "setup_time_ms", "downtime_ms", "dirty_sync_count",
     "transferred_bytes", "precopy_bytes", "downtime_bytes", "postcopy_bytes",
-    "postcopy_time_ms", "normal_pages", "zero_pages", "threshold_bytes",
+    "postcopy_time_ms", "paused_time_ms", "normal_pages", "zero_pages", "threshold_bytes",
     "expected_downtime_ms", "throttle_pct", "dirty_pages_rate",
 )  # fmt: skip
 
@@ -161,7 +166,9 @@ def _init(frame: pd.DataFrame) -> State:
     first = f8("first_copy_bandwidth_bytes_per_s") / 1e6
     st.L_first = np.where(first != 0, first, st.L)
     st.L_post = f8("postcopy_bandwidth_bytes_per_s") / 1e6  # 0: as the final copy
-    st.slice_bytes = st.L * C.MAX_WAIT_US
+    # reference.slice_rate: the old queue starts as every page, all in their first pass
+    st.first_touch = st.L_first != st.L
+    st.slice_rate = st.L_first.copy()
     st.budget = (i8("max_bandwidth_bytes_per_s") // C.XFER_LIMIT_RATIO).astype(np.float64)
     st.DL = f8("downtime_limit_ms")
     st.Bsw = f8("switchover_bandwidth_bytes_per_s")
@@ -172,13 +179,20 @@ def _init(frame: pd.DataFrame) -> State:
     st.stop_us = to_us(f8("stop_time_ms"))
     st.max_time_us = to_us(f8("max_time_s") * 1000.0)
     st.max_iterations = i8("max_iterations")
-    # the sync count at which the manager asks for postcopy, and at which it acts at all
-    # (asks, or cancels after max_iterations): a jump never crosses a loop top where it acts
-    postcopy_after = i8("postcopy_after_iterations")
-    st.postcopy_at = np.where(postcopy_after > 0, postcopy_after, NEVER)
-    st.manager_at = np.minimum(
-        st.postcopy_at, np.where(st.max_iterations > 0, st.max_iterations + 1, NEVER)
-    )
+    # the manager's rules, 0 (never) as NEVER: a sync count or a time each
+    never = lambda values: np.where(values > 0, values, NEVER)  # noqa: E731
+    # the sync count at which the manager asks for postcopy, and at which it acts at a loop
+    # top at all (asks, or cancels after max_iterations): a jump never crosses that loop top
+    st.postcopy_at = never(i8("postcopy_after_iterations"))
+    st.manager_at = np.minimum(st.postcopy_at, _capped_at(st))
+    # ... and the time at which it asks (libvirt's --timeout-postcopy); a jump passes no
+    # decision point at or after it, nor after max_time
+    st.postcopy_time_us = never(to_us(f8("postcopy_after_time_s") * 1000.0))
+    st.horizon_us = np.minimum(st.max_time_us, st.postcopy_time_us)
+    # the sync whose event makes the manager stop the guest (bitmap_sync), and when it does:
+    # at a set time (libvirt's --timeout) or as that sync ends, whichever comes first
+    st.pause_at = never(i8("pause_after_iterations"))
+    st.paused_at = never(to_us(f8("pause_after_time_s") * 1000.0))
     st.auto_converge = frame["auto_converge"].to_numpy().astype(bool)
     st.dirty_limit = frame["dirty_limit"].to_numpy().astype(bool)
     st.quota = f8("vcpus") * f8("vcpu_dirty_limit_mib_per_s") * 2**20 / st.P
@@ -195,7 +209,11 @@ def _init(frame: pd.DataFrame) -> State:
     st.ac_max = i8("max_cpu_throttle_pct")
     st.tailslow = frame["cpu_throttle_tailslow"].to_numpy().astype(bool)
 
-    regular_window(st)
+    st.one_slice = np.zeros(n, dtype=bool)
+    for name in ("slice_bytes", "cap1", "window_bytes", "regular_threshold",
+                 "regular_bandwidth", "regular_bw_per_ms", "regular_mbps"):  # fmt: skip
+        setattr(st, name, np.zeros(n))
+    regular_window(st, slice(None))
 
     zeros = lambda: np.zeros(n)  # noqa: E731
     st.R_z, st.R_c, st.R_h = zero, N - zero - st.W, st.W.copy()
@@ -225,6 +243,12 @@ def _init(frame: pd.DataFrame) -> State:
     st.time_last_bitmap_sync = st.t.copy()
     st.period_start = st.t.copy()
     return st
+
+
+def _capped_at(st: State, i: np.ndarray | slice = slice(None)) -> np.ndarray:
+    """The sync count at which the manager cancels (more than max_iterations), or NEVER."""
+    cap = st.max_iterations[i]
+    return np.where(cap > 0, cap + 1, NEVER)
 
 
 def switchover_threshold(
@@ -258,21 +282,25 @@ def tick_syncs(sync_count: np.ndarray, prev_sync_cnt: np.ndarray) -> np.ndarray:
     return (sync_count > 1) & (sync_count == prev_sync_cnt)
 
 
-def regular_window(st: State) -> None:
-    """What a window that starts with a fresh budget and decides nothing does: per-scenario
-    constants, computed exactly as ram_save_iterate and update_counters would."""
-    limited = st.budget != 0
-    left1 = np.where(limited, st.budget, np.inf)
-    st.one_slice = limited & num.at_most(left1, st.slice_bytes)
-    st.cap1 = np.where(st.one_slice, left1, st.slice_bytes)
-    left2 = np.where(limited, st.budget - st.cap1, np.inf)
-    second_bound = limited & num.at_most(left2, st.slice_bytes)
-    cap2 = np.where(st.one_slice, 0.0, np.where(second_bound, left2, st.slice_bytes))
-    st.window_bytes = np.where(st.one_slice, st.cap1, st.cap1 + cap2)
+def regular_window(st: State, i: np.ndarray | slice) -> None:
+    """What a window that starts with a fresh budget and decides nothing does at the slices'
+    rate, for the scenarios `i`: computed exactly as ram_save_iterate and update_counters
+    would."""
+    st.slice_bytes[i] = slice_bytes = st.slice_rate[i] * C.MAX_WAIT_US
+    budget = st.budget[i]
+    limited = budget != 0
+    left1 = np.where(limited, budget, np.inf)
+    st.one_slice[i] = one_slice = limited & num.at_most(left1, slice_bytes)
+    st.cap1[i] = cap1 = np.where(one_slice, left1, slice_bytes)
+    left2 = np.where(limited, budget - cap1, np.inf)
+    second_bound = limited & num.at_most(left2, slice_bytes)
+    cap2 = np.where(one_slice, 0.0, np.where(second_bound, left2, slice_bytes))
+    st.window_bytes[i] = window_bytes = np.where(one_slice, cap1, cap1 + cap2)
     # its counters, but for its pages and expected downtime
-    st.regular_bandwidth, st.regular_bw_per_ms, st.regular_threshold, st.regular_mbps = (
-        window_rates(st.window_bytes, C.BUFFER_DELAY_US / 1000.0, st.Bsw, st.DL)
-    )
+    (
+        st.regular_bandwidth[i], st.regular_bw_per_ms[i], st.regular_threshold[i],
+        st.regular_mbps[i],
+    ) = window_rates(window_bytes, C.BUFFER_DELAY_US / 1000.0, st.Bsw[i], st.DL[i])  # fmt: skip
 
 
 def scan_order(
@@ -363,6 +391,13 @@ class Engine:
         self.total_time_ms = np.full(n, np.nan)
         self.syncs = _Recorder(ITERATION_FIELDS)
         self.samples = _Recorder(SAMPLE_FIELDS) if record_samples else None
+        st = self.st
+        # any slice still at first_copy_bandwidth (none unless it differs from the link)
+        self.touching = bool(np.count_nonzero(st.first_touch))
+        # any manager that asks for postcopy at a set time
+        self.timed_postcopy = bool(np.count_nonzero(st.postcopy_time_us != NEVER))
+        # any guest the manager may stop (after a sync count, or at a set time)
+        self.pausing = bool(np.count_nonzero((st.pause_at != NEVER) | (st.paused_at != NEVER)))
         self.bitmap_sync(np.arange(n), SYNC_SETUP, cost=False)
 
     # --- helpers --------------------------------------------------------------------------
@@ -383,6 +418,21 @@ class Engine:
             st.R_z[i], st.R_c[i] + st.R_h[i], st.R_n[i], st.wire_normal[i], st.zero_last[i]
         )
 
+    def first_touch_ends(self) -> None:
+        """reference.slice_rate: once the old queue holds no first-pass page (it emptied, or
+        a sync found it empty and ended the first pass) slices go at the link's rate, and a
+        regular window changes with them.  Run before each slice is costed."""
+        if not self.touching:
+            return
+        st = self.st
+        old = st.R_z + st.R_c + st.R_h
+        j = flat(st.first_touch & ((old == 0.0) | ~st.first_pass))
+        if j.size:
+            st.first_touch[j] = False
+            st.slice_rate[j] = st.L[j]
+            regular_window(st, j)
+            self.touching = bool(np.count_nonzero(st.first_touch & st.live))
+
     def effective_rate(self, i: np.ndarray) -> np.ndarray:
         st = self.st
         rate = st.w[i] * (1.0 - st.throttle[i] / 100.0)
@@ -397,7 +447,10 @@ class Engine:
         sync_count = st.sync_count[i] + 1
         st.sync_count[i] = sync_count
         t = st.t[i]
-        interval_s = (t - st.time_last_bitmap_sync[i]) / 1e6
+        writing_us = t - st.time_last_bitmap_sync[i]
+        if self.pausing:  # reference.writing_us: or until the manager stopped the guest
+            writing_us = np.maximum(np.minimum(t, st.paused_at[i]) - st.time_last_bitmap_sync[i], 0)
+        interval_s = writing_us / 1e6
         rate = self.effective_rate(i)
         pattern, W = st.pattern[i], st.W[i]
         logged = distinct_pages(pattern, interval_s, rate, W)
@@ -441,6 +494,12 @@ class Engine:
         )
         if cost:
             st.t[i] = t + st.sync_us[i]
+        # the manager stops the guest on this sync's event (reference.bitmap_sync); an array
+        # of reasons holds timer and exact syncs only
+        ending = not isinstance(reason, np.ndarray) and reason in (SYNC_FINAL, SYNC_POSTCOPY)
+        if self.pausing and not ending:
+            j = i[sync_count == st.pause_at[i]]
+            st.paused_at[j] = np.minimum(st.paused_at[j], st.t[j])
 
     def trigger_throttle(self, i: np.ndarray) -> None:
         """migration_trigger_throttle for scenarios closing a rate period."""
@@ -577,6 +636,7 @@ class Engine:
 
     def ram_save_iterate(self, go: np.ndarray) -> None:
         """One slice for every scenario in `go` (the common path: no index sets)."""
+        self.first_touch_ends()
         st = self.st
         limited = st.budget != 0
         budget_left = np.where(limited, st.budget - st.win_bytes, np.inf)
@@ -597,10 +657,11 @@ class Engine:
             np.where(partial, share, whole_or_none) for share in shares
         )
         zero_share = np.where(st.zero_last, zero_share, data_share)
+        rate = st.slice_rate
         duration = np.where(
             empties,
-            num.ceil(need / st.L),
-            np.where(budget_bound, np.minimum(num.ceil(cap / st.L), C.MAX_WAIT_US), C.MAX_WAIT_US),
+            num.ceil(need / rate),
+            np.where(budget_bound, np.minimum(num.ceil(cap / rate), C.MAX_WAIT_US), C.MAX_WAIT_US),
         ).astype(np.int64)
         spent = np.where(empties, budget_bound & num.same(need, cap), budget_bound)
         sent = np.where(go, sent, 0.0)  # scenarios not in `go` move by zero
@@ -634,7 +695,12 @@ class Engine:
         self.downtime_ms[rows] = downtime_ms
         self.downtime_bytes[rows] = final_bytes
         self.total_time_ms[rows] = downtime_start / 1000.0 + downtime_ms
-        self.finish(i, COMPLETED)
+        # QEMU's downtime starts at its own stop; a guest the manager stopped stood still since
+        paused = st.paused_at[i] < downtime_start
+        stood = (downtime_start - st.paused_at[i]) / 1000.0
+        self.out["paused_time_ms"][rows[paused]] = stood[paused]
+        self.finish(i[~paused], COMPLETED)
+        self.finish(i[paused], PAUSED)
 
     def send_all(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Count every queued page of scenarios `i` as sent; their wire bytes, and how many
@@ -707,16 +773,26 @@ class Engine:
 
     def manager_cancels(self) -> np.ndarray:
         """guestperf's policy: cancel after max_time or more than max_iterations syncs; ask
-        for postcopy from postcopy_after_iterations syncs.  Returns who is asked."""
+        for postcopy from postcopy_after_iterations syncs or postcopy_after_time (libvirt's
+        --timeout-postcopy).  Returns who is asked."""
         st = self.st
-        late = st.live & (st.t >= st.max_time_us)
-        many = st.live & ~late & self.capped()
-        for mask, status in ((late, CANCELLED_TIME), (many, CANCELLED_ITERATIONS)):
-            i = flat(mask)
-            if i.size:
-                self.total_time_ms[st.idx[i]] = st.t[i] / 1000.0
-                self.finish(i, status)
-        return flat(st.live & (st.sync_count >= st.postcopy_at))
+        self.cancel(flat(st.live & (st.t >= st.max_time_us)), CANCELLED_TIME)
+        due = st.sync_count >= st.manager_at
+        if self.timed_postcopy:
+            due |= st.t >= st.postcopy_time_us
+        due = flat(st.live & due)  # few rows, if any
+        if due.size == 0:
+            return due
+        count = st.sync_count[due]
+        many = count >= _capped_at(st, due)
+        self.cancel(due[many], CANCELLED_ITERATIONS)
+        asked = (count >= st.postcopy_at[due]) | (st.t[due] >= st.postcopy_time_us[due])
+        return due[~many & asked]
+
+    def cancel(self, i: np.ndarray, status: int) -> None:
+        if i.size:
+            self.total_time_ms[self.st.idx[i]] = self.st.t[i] / 1000.0
+            self.finish(i, status)
 
     def finish(self, i: np.ndarray, status: int) -> None:
         """Copy the summary of scenarios `i` out and mask them from every later event."""
@@ -727,7 +803,7 @@ class Engine:
         out["setup_time_ms"][rows] = st.setup_us[i] / 1000.0
         out["dirty_sync_count"][rows] = st.sync_count[i]
         transferred = st.X[i]
-        if status in (COMPLETED, POSTCOPY):
+        if status in FINISHED:
             transferred = np.where(
                 st.device_in_transferred[i], transferred, transferred - st.S_dev[i]
             )
@@ -759,16 +835,12 @@ class Engine:
         on the first one at or after them: the manager and the timer then act at that loop
         top, as in the reference.
         """
+        self.first_touch_ends()
         st = self.st
         fresh = (st.t == st.win_start) & (st.win_bytes == 0)
         ready = st.live & (fresh | (st.budget == 0)) & (st.sync_count < st.manager_at)
         if np.count_nonzero(ready):
             self.jump(ready, fresh)
-
-    def capped(self) -> np.ndarray:
-        """Scenarios the manager cancels at their next loop top (more than max_iterations)."""
-        st = self.st
-        return (st.max_iterations > 0) & (st.sync_count > st.max_iterations)
 
     def jump(self, ready: np.ndarray, fresh: np.ndarray) -> None:
         """The closed-form jump for the scenarios `ready` (see jump_quiet_windows).
@@ -831,6 +903,12 @@ class Engine:
                 np.maximum(next_closes, regular),
             ),
         )
+        queued = np.add.reduce(scan.wire, axis=0)
+        if self.touching:
+            # At first_copy_bandwidth only while the old queue holds first-pass pages: every
+            # slice passed must start before its end (scan.start[2]), by GUARD of the queue.
+            old_end = scan.start[2] - queued * GUARD
+            limit = np.where(st.first_touch, np.minimum(limit, old_end - base), limit)
         # Regular decision points: window j's first slice starts base + j windows' bytes in,
         # its second cap1 later.  Count the quiet ones of each kind.
         x = limit / window_bytes
@@ -849,7 +927,7 @@ class Engine:
             np.where(stale, next_tick, next_tick + C.PERIODIC_SYNC_US),
             NEVER,
         )
-        horizon = np.minimum(st.max_time_us, syncing_tick) - t
+        horizon = np.minimum(st.horizon_us, syncing_tick) - t
         step = np.where(one_slice, C.BUFFER_DELAY_US, C.MAX_WAIT_US)
         span = horizon + step - 1 - m * C.MAX_WAIT_US
         # Whole windows, then one more first slice when first == second + 1.
@@ -866,7 +944,6 @@ class Engine:
         # the horizon, and the queue fits the slice with a page to spare.
         whole = base + k * window_bytes  # bytes to the end of the last whole window
         lands = k * window_bytes + extra * cap1  # the landing point, from base (as limit)
-        queued = np.add.reduce(scan.wire, axis=0)
         need = queued - (whole + extra * cap1)
         empties = (
             (st.budget == 0)
@@ -893,6 +970,8 @@ class Engine:
                 & (last + wire_normal <= slice_d)
                 & (full * C.MAX_WAIT_US < horizon[d])
             )
+            if self.touching:  # the last slice starts in the first pass, or none does
+                drains &= ~st.first_touch[d] | (full * slice_d < old_end[d])
             d, full, last = d[drains], full[drains], last[drains]
             take[d] = True
         if not np.count_nonzero(take):
@@ -900,7 +979,7 @@ class Engine:
 
         # Bytes of the landing window: its lone first slice, then the emptying slice, if any.
         tail = np.where(extra == 1, cap1, 0.0) + np.where(empties, need, 0.0)
-        ends = np.where(empties, num.ceil(need / st.L), 0.0).astype(np.int64)
+        ends = np.where(empties, num.ceil(need / st.slice_rate), 0.0).astype(np.int64)
         sent = np.where(take, whole + tail, 0.0)
         sent[d] = queued[d]
         gone = scan.pages_sent(np.array([sent, whole, whole - window_bytes, base]))
@@ -922,7 +1001,8 @@ class Engine:
         landed = win_start + extra * C.MAX_WAIT_US + ends
         win_pages = gone[0] - gone[1]
         if d.size:  # a drained window goes on, with the slices' bytes and pages
-            landed[d] = t[d] + (full * C.MAX_WAIT_US + num.ceil(last / st.L[d])).astype(np.int64)
+            rate = st.slice_rate[d]
+            landed[d] = t[d] + (full * C.MAX_WAIT_US + num.ceil(last / rate)).astype(np.int64)
             win_start[d] = st.win_start[d]
             tail[d] = st.win_bytes[d] + queued[d]
             win_pages[d] = st.win_pages[d] + gone[0][d]

@@ -163,10 +163,10 @@ PARAMETERS: tuple[Param, ...] = (
           "What the wire really carries; pre-copy bursts and the final copy run at this rate.",
           minimum=1e3, maximum=1e13),
     Param("first_copy_bandwidth", "first_copy_bandwidth_bytes_per_s", "rate", 0,
-          "Rate of the final copy for pages the destination receives for the first time "
-          "(it allocates their memory then); 0 = link_bandwidth.  Measured: 0.2-0.7 GB/s "
-          "against 1.7 GB/s for re-sent pages.  Pre-copy slices do not use it (docs/"
-          "validation.md, miss 9).",
+          "Rate at which the destination takes pages it receives for the first time (it "
+          "allocates their memory then): pre-copy slices while the first pass lasts, and "
+          "first-pass pages in the final copy; 0 = link_bandwidth.  Measured: 0.2-0.7 GB/s "
+          "against 1.7 GB/s for re-sent pages (docs/validation.md, misses 4 and 9).",
           minimum=0, maximum=1e13),
     Param("postcopy_bandwidth", "postcopy_bandwidth_bytes_per_s", "rate", 0,
           "Rate of the postcopy phase: how fast the destination takes the pages still on the "
@@ -233,6 +233,20 @@ PARAMETERS: tuple[Param, ...] = (
           "Switch to postcopy (postcopy-ram on, migrate-start-postcopy) once dirty-sync-count "
           "reaches this (guestperf's post_copy_iters); 0 = never.  At most max_iterations.",
           qemu="migrate-start-postcopy", minimum=0, maximum=10**9, dtype="int64"),
+    Param("postcopy_after_time", "postcopy_after_time_s", "duration_s", 0.0,
+          "Switch to postcopy once the migration has run this long (libvirt's virsh migrate "
+          "--timeout with --timeout-postcopy); 0 = never.  Below max_time.",
+          qemu="migrate-start-postcopy", minimum=0, maximum=1e6),
+    Param("pause_after_iterations", "pause_after_iterations", "int", 0,
+          "Stop the guest (QMP stop) once dirty-sync-count reaches this (guestperf's "
+          "pause_iters; pause_after_time stops it at a set time); pre-copy then drains what "
+          "is queued and switches over.  0 = never.  At most max_iterations; not with "
+          "postcopy.",
+          qemu="stop", minimum=0, maximum=10**9, dtype="int64"),
+    Param("pause_after_time", "pause_after_time_s", "duration_s", 0.0,
+          "Stop the guest (QMP stop) once the migration has run this long (libvirt's virsh "
+          "migrate --timeout, whose default action suspends the guest); 0 = never.  Below "
+          "max_time; not with postcopy.", qemu="stop", minimum=0, maximum=1e6),
 )  # fmt: skip
 
 _BY_NAME = {p.name: p for p in PARAMETERS}
@@ -556,6 +570,16 @@ def _check_range(
         raise ParameterError(param.name, value, allowed, where=f"scenario {index[row]!r}")
 
 
+ONE_WAY_OUT = (
+    "0 when postcopy is asked for (postcopy_after_iterations or postcopy_after_time): the "
+    "model's manager takes one way out"
+)
+NOT_ON_8 = (
+    "0 with QEMU 8.0-8.2 (not modelled: with postcopy-ram on they ran a dirty sync at every "
+    "decision, a regression fixed in 9.0)"
+)
+
+
 def _check_relations(out: pd.DataFrame) -> None:
     """Rules that tie parameters together; checked row-wise, reported for the first bad row."""
 
@@ -568,6 +592,9 @@ def _check_relations(out: pd.DataFrame) -> None:
         return lambda row: f"{allowed}; {column} is {_number(out[column].to_numpy()[row].item())}"
 
     ram = out["ram_size_bytes"].to_numpy()
+    postcopy = (out["postcopy_after_iterations"].to_numpy() > 0) | (
+        out["postcopy_after_time_s"].to_numpy() > 0
+    )
     rules = [
         (out["nonzero_size_bytes"].to_numpy() > ram, "nonzero_size",
          "nonzero_size_bytes", than("ram_size_bytes", "at most ram_size")),
@@ -579,11 +606,22 @@ def _check_relations(out: pd.DataFrame) -> None:
          than("cpu_throttle_initial_pct", "at least cpu_throttle_initial")),
         (out["auto_converge"].to_numpy() & out["dirty_limit"].to_numpy(), "dirty_limit",
          "dirty_limit", "false when auto_converge is on (QEMU refuses both)"),
-        ((out["max_iterations"].to_numpy() > 0)
-         & (out["postcopy_after_iterations"].to_numpy() > out["max_iterations"].to_numpy()),
-         "postcopy_after_iterations", "postcopy_after_iterations",
-         than("max_iterations", "at most max_iterations (the manager cancels first)")),
     ]  # fmt: skip
+    # the manager's ways out (postcopy, stopping the guest) come before it cancels, and it
+    # takes one of them
+    cap, max_time = out["max_iterations"].to_numpy(), out["max_time_s"].to_numpy()
+    for way in ("postcopy", "pause"):
+        syncs = out[f"{way}_after_iterations"].to_numpy()
+        after_s = out[f"{way}_after_time_s"].to_numpy()
+        rules += [
+            ((cap > 0) & (syncs > cap), f"{way}_after_iterations", f"{way}_after_iterations",
+             than("max_iterations", "at most max_iterations (the manager cancels first)")),
+            (after_s >= max_time, f"{way}_after_time", f"{way}_after_time_s",
+             than("max_time_s", "below max_time (the manager cancels first)")),
+        ]  # fmt: skip
+    for key, column in (("pause_after_time", "pause_after_time_s"),
+                        ("pause_after_iterations", "pause_after_iterations")):  # fmt: skip
+        rules.append(((out[column].to_numpy() > 0) & postcopy, key, column, ONE_WAY_OUT))
     switch, limit, periodic, every_step = version_flags(
         out["qemu_version"], "has_switchover_bandwidth", "has_dirty_limit", "periodic_sync",
         "postcopy_syncs_every_step",
@@ -604,9 +642,9 @@ def _check_relations(out: pd.DataFrame) -> None:
          "ended, without end"),
         # not modelled: with postcopy-ram on these versions sync at every decision (50 ms)
         (every_step & (out["postcopy_after_iterations"].to_numpy() > 0),
-         "postcopy_after_iterations", "postcopy_after_iterations",
-         "0 with QEMU 8.0-8.2 (not modelled: with postcopy-ram on they ran a dirty sync at "
-         "every decision, a regression fixed in 9.0)"),
+         "postcopy_after_iterations", "postcopy_after_iterations", NOT_ON_8),
+        (every_step & (out["postcopy_after_time_s"].to_numpy() > 0),
+         "postcopy_after_time", "postcopy_after_time_s", NOT_ON_8),
     ]  # fmt: skip
     for mask, key, column, allowed in rules:
         row = first(mask)

@@ -111,13 +111,15 @@ STATUS_COLORS = {
     "cancelled-time": OKABE_ITO[1],
     "cancelled-iterations": OKABE_ITO[2],
     "completed-postcopy": OKABE_ITO[4],
+    "completed-paused": OKABE_ITO[5],
 }
-POSTCOPY = "completed-postcopy"
+# finished, not converged: the manager's way out (postcopy, or stopping the guest)
+WAYS_OUT = {"completed-postcopy": "finished by postcopy", "completed-paused": "guest stopped"}
 STATUS_LABELS = {
     "completed": "converged",
     "cancelled-time": "cancelled at max_time",
     "cancelled-iterations": "cancelled at max_iterations",
-    "completed-postcopy": "finished by postcopy",
+    **WAYS_OUT,
 }
 NEVER_COLOR = "#d9d9d9"  # light grey under a hatch: "no scenario in this cell converged"
 HATCH = "////"
@@ -545,8 +547,8 @@ def phase_map(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REPORT) -> 
 
     A cell is coloured by the median total migration time of its converged scenarios
     (log scale); hatched grey means no scenario in the cell converged (cancelled at
-    max_time or max_iterations, or switched to postcopy); a white dot means only some did
-    (pooled axes differ)."""
+    max_time or max_iterations, switched to postcopy, or the guest stopped by the manager); a
+    white dot means only some did (pooled axes differ)."""
     src = Summary.of(summary)
     row, rows, cols, where, shown, cells = _heatmap_cells(src, style)
 
@@ -577,10 +579,11 @@ def phase_map(summary: pd.DataFrame | Summary, style: FigStyle = FIG_REPORT) -> 
     finite = agg["time_s"].dropna()
     vmin = max(finite.min(), 1e-3) if len(finite) else 1.0
     vmax = max(finite.max(), vmin * 10) if len(finite) else 10.0
-    postcopy = ", or finished by postcopy" if POSTCOPY in shown.levels.get("status", []) else ""
+    present = shown.levels.get("status", [])
+    ways_out = "".join(f", or {label}" for s, label in WAYS_OUT.items() if s in present)
     legend = [
         Patch(facecolor=NEVER_COLOR, hatch=HATCH, edgecolor="#8c8c8c", lw=0.5,
-              label=f"never converged (cancelled at max_time / max_iterations{postcopy})"),
+              label=f"never converged (cancelled at max_time / max_iterations{ways_out})"),
     ]  # fmt: skip
     if _dense(len(xlev), len(ylev)):
         legend += [

@@ -50,10 +50,13 @@ C = Constants()
 
 # Status codes shared with the engine and the summary table.
 # New codes go at the end: Parquet files store the names, reports compare codes.
-RUNNING, COMPLETED, CANCELLED_TIME, CANCELLED_ITERATIONS, POSTCOPY = 0, 1, 2, 3, 4
+RUNNING, COMPLETED, CANCELLED_TIME, CANCELLED_ITERATIONS, POSTCOPY, PAUSED = 0, 1, 2, 3, 4, 5
 STATUS_NAMES = (
     "running", "completed", "cancelled-time", "cancelled-iterations", "completed-postcopy",
+    "completed-paused",
 )  # fmt: skip
+# The migrations that finished: the guest runs on the destination, the device state was sent.
+FINISHED = (COMPLETED, POSTCOPY, PAUSED)
 # Why a sync ran, for the iterations table.
 SYNC_SETUP, SYNC_EXACT, SYNC_TIMER, SYNC_FINAL, SYNC_POSTCOPY = 0, 1, 2, 3, 4
 SYNC_REASONS = ("setup", "exact", "timer", "final", "postcopy")
@@ -98,6 +101,13 @@ class ReferenceMigration:
         self.max_iterations = int(r["max_iterations"])
         self.postcopy_after = int(r["postcopy_after_iterations"])
         self.postcopy_requested = False  # migrate-start-postcopy has been sent
+        postcopy_time = float(r["postcopy_after_time_s"])  # libvirt's --timeout-postcopy
+        self.postcopy_time_us = us(postcopy_time * 1000.0) if postcopy_time else None
+        self.pause_after = int(r["pause_after_iterations"])
+        # when the manager stops the guest: at a set time (libvirt's --timeout), or as the
+        # pause_after_iterations-th sync ends (bitmap_sync), whichever comes first
+        pause_time = float(r["pause_after_time_s"])
+        self.paused_at: int | None = us(pause_time * 1000.0) if pause_time else None
         self.auto_converge = bool(r["auto_converge"])
         self.dirty_limit = bool(r["dirty_limit"])
         self.quota = float(r["vcpus"]) * float(r["vcpu_dirty_limit_mib_per_s"]) * 2**20 / self.P
@@ -139,6 +149,7 @@ class ReferenceMigration:
         self.downtime_ms = math.nan
         self.total_time_ms = math.nan
         self.postcopy_time_ms = math.nan
+        self.paused_time_ms = math.nan
 
         self.t = self.setup_us
         self.time_last_bitmap_sync = self.period_start = self.t
@@ -168,6 +179,12 @@ class ReferenceMigration:
             return data, zero, new
         return zero + data, 0.0, new
 
+    def writing_us(self) -> int:
+        """How long the guest ran since the last sync: until now, or until the manager
+        stopped it."""
+        end = self.t if self.paused_at is None else min(self.t, self.paused_at)
+        return max(end - self.time_last_bitmap_sync, 0)
+
     def effective_rate(self) -> float:
         """Guest page writes per second after auto-converge's throttle and dirty-limit.
 
@@ -188,7 +205,7 @@ class ReferenceMigration:
         `workloads.newly_dirty` (independence, or a ring's geometry).
         """
         self.sync_count += 1
-        interval_s = (self.t - self.time_last_bitmap_sync) / 1e6
+        interval_s = self.writing_us() / 1e6
         rate = self.effective_rate()
         logged = float(distinct_pages(self.pattern, interval_s, rate, self.W)[0])
         send_rate = self.bandwidth * 1000.0 / self.wire_normal  # pages/s, the last window
@@ -230,6 +247,10 @@ class ReferenceMigration:
         )
         if cost:
             self.t += self.sync_us
+        if self.sync_count == self.pause_after and reason in (SYNC_SETUP, SYNC_EXACT, SYNC_TIMER):
+            # the manager stops the guest on this sync's MIGRATION_PASS event (QMP stop):
+            # the stop does not wait for the migration thread
+            self.paused_at = self.t if self.paused_at is None else min(self.paused_at, self.t)
 
     def trigger_throttle(self) -> None:
         """migration_trigger_throttle: every 2nd period that dirtied > 50 % of what was sent."""
@@ -346,20 +367,34 @@ class ReferenceMigration:
                 left = 0.0
         return out[0], out[1], out[2]
 
+    def slice_rate(self) -> float:
+        """The rate of the next iterate slice: first_copy_bandwidth while the old queue holds
+        pages of the first pass (the destination allocates their memory as they arrive and
+        sets the pace), else link_bandwidth.
+
+        Assumption: the page at the slice's start sets the rate of the whole slice; a slice
+        that crosses from the first pass to re-sent pages runs at the first-pass rate
+        (at most one 50 ms slice a migration)."""
+        if self.first_pass and self.R_z + self.R_c + self.R_h > 0.0:
+            return self.L_first
+        return self.L
+
     def ram_save_iterate(self) -> None:
         """Send queued pages for at most 50 ms, until the window's budget is spent, or all.
 
         Assumptions: pages are expected values; the queues drain in scan order (see
         `segments`), and within one segment in proportion to their share; the budget is met
-        exactly (QEMU overshoots by up to one page); end-of-section markers are not counted.
+        exactly (QEMU overshoots by up to one page); end-of-section markers are not counted;
+        the slice runs at `slice_rate`.
         """
-        slice_bytes = self.L * C.MAX_WAIT_US
+        rate = self.slice_rate()
+        slice_bytes = rate * C.MAX_WAIT_US
         budget_left = self.budget - self.win_bytes if self.budget else math.inf
         budget_bound = bool(self.budget) and bool(num.at_most(budget_left, slice_bytes))
         cap = budget_left if budget_bound else slice_bytes
         need = self.wire_bytes()
         if num.at_most(need, cap):  # the queue empties inside this slice
-            sent, duration = need, int(num.ceil(need / self.L))
+            sent, duration = need, int(num.ceil(need / rate))
             data_share = zero_share = new_share = 1.0
             self.budget_spent = budget_bound and bool(num.same(need, cap))
         else:
@@ -367,7 +402,7 @@ class ReferenceMigration:
             data_share, zero_share, new_share = self.shares(cap)
             duration = C.MAX_WAIT_US
             if budget_bound:
-                duration = min(int(num.ceil(cap / self.L)), C.MAX_WAIT_US)
+                duration = min(int(num.ceil(cap / rate)), C.MAX_WAIT_US)
             self.budget_spent = budget_bound
         if not self.zero_last:
             zero_share = data_share
@@ -402,6 +437,10 @@ class ReferenceMigration:
         self.downtime_ms = (self.t - downtime_start) / 1000.0 + copy_us / 1000.0
         self.total_time_ms = downtime_start / 1000.0 + self.downtime_ms
         self.status = COMPLETED
+        if self.paused_at is not None and self.paused_at < downtime_start:
+            # QEMU's downtime starts at its own stop; the guest stood still from the pause
+            self.status = PAUSED
+            self.paused_time_ms = (downtime_start - self.paused_at) / 1000.0
 
     def send_all(self) -> tuple[float, float]:
         """Count every queued page as sent: their wire bytes, and how many of those are
@@ -454,7 +493,8 @@ class ReferenceMigration:
 
     def manager_cancels(self) -> bool:
         """The manager (guestperf, libvirt) gives up after max_time or max_iterations, and
-        asks for postcopy once dirty-sync-count reaches postcopy_after_iterations.
+        asks for postcopy once dirty-sync-count reaches postcopy_after_iterations or the
+        migration has run postcopy_after_time (it stops the guest in bitmap_sync).
 
         Assumption: the manager acts at the loop top where the count is reached (guestperf
         polls every 50 ms; QEMU starts postcopy at its next decision)."""
@@ -464,6 +504,8 @@ class ReferenceMigration:
             self.status = CANCELLED_ITERATIONS
         else:
             if self.postcopy_after and self.sync_count >= self.postcopy_after:
+                self.postcopy_requested = True
+            if self.postcopy_time_us is not None and self.t >= self.postcopy_time_us:
                 self.postcopy_requested = True
             return False
         self.total_time_ms = self.t / 1000.0
@@ -484,7 +526,7 @@ class ReferenceMigration:
 
     def summary(self) -> dict[str, Any]:
         transferred = self.X
-        if not self.version.device_state_in_transferred and self.status in (COMPLETED, POSTCOPY):
+        if not self.version.device_state_in_transferred and self.status in FINISHED:
             transferred -= self.S_dev  # 7.2's ram.transferred counts RAM bytes only
         return {
             "status": self.status,
@@ -497,6 +539,7 @@ class ReferenceMigration:
             "downtime_bytes": self.downtime_bytes,
             "postcopy_bytes": self.postcopy_bytes,
             "postcopy_time_ms": self.postcopy_time_ms,
+            "paused_time_ms": self.paused_time_ms,
             "normal_pages": self.normal_pages,
             "zero_pages": self.zero_pages,
             "threshold_bytes": self.threshold,

@@ -30,20 +30,23 @@ ID = pa.int64()
 SUMMARY: tuple[Column, ...] = (
     Column("scenario_id", ID, "Stable id: a hash of the scenario's canonical parameters."),
     Column("status", STATUS, "completed, cancelled-time (max_time), cancelled-iterations "
-           "(max_iterations) or completed-postcopy (postcopy_after_iterations).", "status"),
+           "(max_iterations), completed-postcopy (postcopy_after_iterations or _time) or "
+           "completed-paused (pause_after_iterations or _time: completed after the manager "
+           "stopped the guest).", "status"),
     Column("converged", pa.bool_(), "QEMU switched over on its own (status completed)."),
     Column("total_time_ms", pa.float64(), "From migrate to completion (or to the cancel); "
            "with postcopy, to the last page.", "total-time"),
     Column("downtime_ms", pa.float64(), "VM stopped: stop + final sync + final copy and "
            "device state at link speed (postcopy: stop + sync + device state); null when "
-           "cancelled.", "downtime"),
+           "cancelled.  QEMU's own: a guest the manager stopped stood still paused_time_ms "
+           "longer.", "downtime"),
     Column("downtime_exceeded", pa.bool_(), "downtime_ms > downtime_limit_ms; null when "
            "cancelled."),
     Column("dirty_sync_count", pa.int32(), "Dirty-bitmap syncs: 1 after setup, +1 per exact "
            "or timer sync, +1 at completion or postcopy start.", "ram.dirty-sync-count"),
     Column("transferred_bytes", pa.int64(), "Bytes sent (7.2: RAM only; 8.1+: every channel, "
            "device state included).", "ram.transferred"),
-    Column("precopy_bytes", pa.int64(), "RAM bytes sent while the VM ran.",
+    Column("precopy_bytes", pa.int64(), "RAM bytes sent in pre-copy (before the switchover).",
            "ram.precopy-bytes"),
     Column("downtime_bytes", pa.int64(), "RAM bytes sent while the VM was stopped.",
            "ram.downtime-bytes"),
@@ -51,6 +54,9 @@ SUMMARY: tuple[Column, ...] = (
            "destination running); 0 without postcopy.", "ram.postcopy-bytes"),
     Column("postcopy_time_ms", pa.float64(), "How long the destination ran with pages still "
            "on the source (faults served remotely); null without postcopy."),
+    Column("paused_time_ms", pa.float64(), "How long the guest stood stopped by the manager "
+           "before QEMU's downtime began (pause_after_iterations or _time); null unless "
+           "completed-paused.  The guest's whole stop is paused_time_ms + downtime_ms."),
     Column("normal_pages", pa.int64(), "Pages sent in full (page size + 8 bytes each).",
            "ram.normal"),
     Column("zero_pages", pa.int64(), "Zero pages sent as a 9-byte marker.", "ram.duplicate"),

@@ -63,11 +63,13 @@ METRICS = {
     # the destination ran before the last page came (postcopy-active to completed)
     "postcopy_bytes": ("real_postcopy_bytes", "model_postcopy_bytes", "rel", "%"),
     "postcopy_time": ("real_postcopy_time_ms", "model_postcopy_time_ms", "rel", "%"),
+    # runs whose guest the manager stopped: how long it stood before QEMU's downtime began
+    "paused_time": ("real_paused_time_ms", "model_paused_time_ms", "rel", "%"),
 }
 # the model's status -> the verdict a real run shows
 VERDICTS = {
-    "completed": "converged", "completed-postcopy": "postcopy", "cancelled-time": "cancelled",
-    "cancelled-iterations": "cancelled",
+    "completed": "converged", "completed-postcopy": "postcopy", "completed-paused": "paused",
+    "cancelled-time": "cancelled", "cancelled-iterations": "cancelled",
 }  # fmt: skip
 
 
@@ -232,6 +234,9 @@ def scenario_for_run(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
         "max_time": float(run["spec_time_cap_s"]),
         "max_iterations": 0,
         "postcopy_after_iterations": int(run.get("spec_postcopy_after_iterations", 0) or 0),
+        "postcopy_after_time": float(run.get("spec_postcopy_after_s", 0) or 0),
+        "pause_after_iterations": int(run.get("spec_pause_after_iterations", 0) or 0),
+        "pause_after_time": float(run.get("spec_pause_after_s", 0) or 0),
         "setup_time": float(calibration["setup_time_ms"]),
         "sync_time": float(calibration["sync_time_ms"]),
         "stop_time": float(calibration["stop_time_ms"]),
@@ -263,9 +268,18 @@ def real_outcome(run: Mapping[str, Any]) -> dict[str, Any]:
     """Total time, syncs, bytes, downtime and verdict as QEMU reported them."""
     finished = run["final_status"] == "completed"
     postcopy = finished and pd.notna(run.get("postcopy_started_ms"))
+    # a stop that came after QEMU's own (the end of pre-copy) did not pause the migration,
+    # as in the model
+    stood_ms = (
+        float(run["final_total_time"]) - float(run["final_downtime"]) - float(run["paused_ms"])
+        if finished and pd.notna(run.get("paused_ms"))
+        else np.nan
+    )
+    paused = bool(stood_ms > 0)
+    verdict = "postcopy" if postcopy else "paused" if paused else "converged"
     return {
-        "real_verdict": "postcopy" if postcopy else "converged" if finished else "cancelled",
-        "real_converged": finished and not postcopy,
+        "real_verdict": verdict if finished else "cancelled",
+        "real_converged": finished and verdict == "converged",
         "real_total_time_ms": float(run["final_total_time"]),
         "real_dirty_sync_count": int(run["final_ram_dirty_sync_count"]),
         "real_transferred_bytes": float(run["final_ram_transferred"]),
@@ -276,11 +290,15 @@ def real_outcome(run: Mapping[str, Any]) -> dict[str, Any]:
             if postcopy
             else np.nan
         ),
+        # QEMU's downtime starts at its own stop, inside the time the guest already stood
+        "real_paused_time_ms": stood_ms if paused else np.nan,
         "real_throttle_pct": float(run.get("max_throttle_pct", 0) or 0),
     }
 
 
-def real_sync_curve(samples: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+def real_sync_curve(
+    samples: pd.DataFrame, events: pd.DataFrame, stopped_by_manager: bool = False
+) -> pd.DataFrame:
     """Remaining bytes just after each sync, from the 100 ms polls and the sync events.
 
     ``ram.remaining`` is live: between syncs it falls as pages are sent.  Just after sync k it
@@ -288,13 +306,19 @@ def real_sync_curve(samples: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame
     the pages sent in between (transferred bytes, interpolated at the event time, / 4104).
     Just before sync k it is extrapolated forward from the last poll showing k - 1.  A pass
     shorter than the poll interval has no poll of its own and gives NaN.
+
+    The syncs after QEMU's ``STOP`` (the final one) are left out.  When the manager stopped
+    the guest, that ``STOP`` is the manager's and pre-copy went on: then only the last sync,
+    completion's, is.
     """
     s = samples[samples["status"] == "active"].copy()
     s["t"] = s["t_ms"] + s["poll_ms"] / 2.0
     s = s.sort_values("t")
     passes = events[events["event"] == "MIGRATION_PASS"].sort_values("t_ms")
     stop = events[events["event"] == "STOP"]
-    t_stop = float(stop["t_ms"].iloc[0]) if len(stop) else np.inf
+    t_stop = float(stop["t_ms"].iloc[0]) if len(stop) and not stopped_by_manager else np.inf
+    if stopped_by_manager:
+        passes = passes.iloc[:-1]
     rows = []
     t_s, x_s = s["t"].to_numpy(), s["ram_transferred"].to_numpy(dtype=float)
     for _, ev in passes.iterrows():
@@ -355,6 +379,7 @@ def compare_runs(runs: pd.DataFrame, model: Any) -> pd.DataFrame:
                 "model_downtime_ms": float(m["downtime_ms"]),
                 "model_postcopy_bytes": float(m["postcopy_bytes"]),
                 "model_postcopy_time_ms": float(m.get("postcopy_time_ms", np.nan)),
+                "model_paused_time_ms": float(m.get("paused_time_ms", np.nan)),
                 "model_throttle_pct": float(m["throttle_pct"]),
             }
         )
@@ -429,7 +454,10 @@ def sync_curves(real_dir: str | Path, runs: pd.DataFrame, model: Any) -> pd.Data
     iterations = model.iterations
     for i, (_, run) in enumerate(runs.iterrows()):
         name = run["spec_name"]
-        real = real_sync_curve(samples[samples["run"] == name], events[events["run"] == name])
+        real = real_sync_curve(
+            samples[samples["run"] == name], events[events["run"] == name],
+            stopped_by_manager=pd.notna(run.get("paused_ms")),
+        )  # fmt: skip
         parts.append(real.assign(run=name, source="real"))
         m = iterations[(iterations["scenario_id"] == i) & (iterations["sync_reason"] == "exact")]
         parts.append(
@@ -551,7 +579,8 @@ def table_html(table: pd.DataFrame, comparison: pd.DataFrame, path: str | Path) 
         "real_transferred_bytes", "model_transferred_bytes", "transferred_error",
         "real_downtime_ms", "model_downtime_ms", "downtime_error", "real_postcopy_bytes",
         "model_postcopy_bytes", "postcopy_bytes_error", "real_postcopy_time_ms",
-        "model_postcopy_time_ms", "postcopy_time_error", "ring_phase_at_migrate",
+        "model_postcopy_time_ms", "postcopy_time_error", "real_paused_time_ms",
+        "model_paused_time_ms", "paused_time_error", "ring_phase_at_migrate",
         "rate_during_migration", "precopy_rate_ratio", "disturbed",
     ]  # fmt: skip
     html = (

@@ -12,7 +12,9 @@ Short runs of a filled 512 MiB guest under TCG (QEMU's own trace points on):
   The idle run's final copy, pages the destination receives for the first time, is slower
   and is reported too (``first_touch_copy_rate_bytes_per_s``).
 * ``unlimited``: max-bandwidth 0 and a 1 ms downtime limit: the rate pre-copy reaches when
-  nothing caps it, i.e. the loopback link as the migration thread drives it.
+  nothing caps it.  The guest is idle, so every page is in its first pass, and QEMU's own
+  window bandwidth (trace ``migrate_transferred``) is the rate at which the destination takes
+  pages it has never held (``first_pass_rate_bytes_per_s``: ``first_copy_bandwidth``).
 * ``file``: an idle guest migrated into a file (``exec:cat > FILE``): the stream's length minus
   ``ram.transferred`` is the device state plus the stream's framing, sent during downtime.
 * ``postcopy`` (when the host has userfaultfd): a guest writing 20000 pages/s over 256 MiB,
@@ -150,6 +152,7 @@ def calibrate(
     )
     busy_ms = float(unl.final["total_time"]) - float(unl.final["setup_time"])
     cal["unlimited_rate_bytes_per_s"] = float(unl.final["ram_transferred"]) / (busy_ms / 1000.0)
+    cal["first_pass_rate_bytes_per_s"] = _window_bandwidth(unl)
     stream_bytes = file_.info.get("stream_bytes")
     cal["stream_bytes"] = stream_bytes
     cal["file_ram_transferred"] = int(file_.final["ram_transferred"])

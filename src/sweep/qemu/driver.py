@@ -117,9 +117,21 @@ class RunSpec:
     # migrate-start-postcopy once dirty-sync-count reaches this (guestperf's post_copy_iters;
     # postcopy-ram on both sides); 0 = never
     postcopy_after_iterations: int = 0
+    # migrate-start-postcopy this long after migrate (libvirt's --timeout-postcopy); 0 = never
+    postcopy_after_s: float = 0.0
+    # QMP stop (the guest pauses; pre-copy goes on) once dirty-sync-count reaches this
+    # (guestperf's pause_iters); 0 = never
+    pause_after_iterations: int = 0
+    # QMP stop this long after migrate (libvirt's --timeout); 0 = never
+    pause_after_s: float = 0.0
     warmup_s: float = 1.0  # guest writing time before migrate
     uri: str = ""  # "" = loopback TCP to a destination QEMU; else e.g. "exec:cat > FILE"
     trace_events: tuple[str, ...] = ()
+
+    @property
+    def postcopy(self) -> bool:
+        """The manager may ask for postcopy (postcopy-ram on both sides)."""
+        return bool(self.postcopy_after_iterations or self.postcopy_after_s)
 
     def append(self) -> str:
         """The guest's command line (after the kernel path)."""
@@ -377,14 +389,14 @@ def _wait_for_guest(src: Qemu, serial: SerialLog, spec: RunSpec, timeout: float)
 
 
 def _configure(src: Qemu, spec: RunSpec, dst: Qemu | None) -> None:
-    postcopy = {"capability": "postcopy-ram", "state": bool(spec.postcopy_after_iterations)}
+    postcopy = {"capability": "postcopy-ram", "state": spec.postcopy}
     caps = [
         {"capability": "events", "state": True},
         {"capability": "auto-converge", "state": bool(spec.auto_converge)},
         postcopy,
     ]
     src.qmp.execute("migrate-set-capabilities", {"capabilities": caps})
-    if spec.postcopy_after_iterations:
+    if spec.postcopy:
         if dst is None:
             raise MigrationError(f"{spec.name}: postcopy needs a destination QEMU, not {spec.uri}")
         dst.qmp.execute("migrate-set-capabilities", {"capabilities": [postcopy]})
@@ -414,7 +426,7 @@ def run_migration(
 ) -> RunResult:
     """Carry out one migration as :class:`RunSpec` says and return what was recorded."""
     qemu = find_qemu()
-    if spec.postcopy_after_iterations and not postcopy_supported():
+    if spec.postcopy and not postcopy_supported():
         raise MigrationError(f"{spec.name}: {POSTCOPY_HINT}")
     guest = build_guest(cache_dir)
     tmp = Path(tempfile.mkdtemp(prefix="pcs-", dir=workdir))
@@ -462,20 +474,38 @@ def _migrate(
     last_active: dict[str, Any] | None = None
     reply: dict[str, Any] = {}
     cancelled_at: float | None = None
-    postcopy_at: float | None = None
     load_before = os.getloadavg()[0]  # other work on the host disturbs the timings
     t_migrate = time.time()
     src.qmp.execute("migrate", {"uri": uri})
     cap = t_migrate + spec.time_cap_s
     next_poll = t_migrate + POLL_S
     hard_deadline = cap + 120.0
+    # the manager's commands: at a sync count (guestperf), or at a set time (libvirt's
+    # --timeout); each is sent once, at whichever comes first (`commanded`: when)
+    at_sync = {"migrate-start-postcopy": spec.postcopy_after_iterations,
+               "stop": spec.pause_after_iterations}  # fmt: skip
+    at_time = {"migrate-start-postcopy": spec.postcopy_after_s, "stop": spec.pause_after_s}
+    timeouts = {c: t_migrate + s for c, s in at_time.items() if s}  # dropped once tried
+    commanded: dict[str, float | None] = {c: None for c in at_sync}
     while True:
         wake = min(next_poll, cap) if cancelled_at is None else next_poll
-        if spec.postcopy_after_iterations and postcopy_at is None:
-            postcopy_at = _postcopy_when_synced(src, spec, events, wake)
+        wake = min([wake, *timeouts.values()])
+        for command, syncs in at_sync.items():
+            if syncs and commanded[command] is None:
+                commanded[command] = _act_when_synced(src, syncs, command, events, wake)
         now = time.time()
         if wake > now:
             time.sleep(wake - now)
+        fired = [c for c, at in timeouts.items() if time.time() >= at]
+        for command in fired:
+            del timeouts[command]
+            if commanded[command] is not None:
+                continue  # the sync count came first
+            with contextlib.suppress(QMPError):  # an error: the migration ended first
+                src.qmp.execute(command)
+                commanded[command] = time.time()
+        if fired:
+            continue
         src.check_alive()  # the destination exits by itself after a cancel
         sent = time.time()
         reply = src.qmp.execute("query-migrate", timeout=60.0)
@@ -523,7 +553,8 @@ def _migrate(
         guest, info.get("guest_clock_offset_s"), t_migrate, onset[0] if onset else None
     )
     info["cancelled"] = cancelled_at is not None
-    info["postcopy_asked_ms"] = None if postcopy_at is None else (postcopy_at - t_migrate) * 1e3
+    ms = {c: None if at is None else (at - t_migrate) * 1e3 for c, at in commanded.items()}
+    info["postcopy_asked_ms"], info["paused_ms"] = ms["migrate-start-postcopy"], ms["stop"]
     info["uri_kind"] = uri.split(":", 1)[0]
     trace = None
     if spec.trace_events and (tmp / "trace.log").exists():
@@ -547,20 +578,22 @@ def _migrate(
     )
 
 
-def _postcopy_when_synced(
-    src: Qemu, spec: RunSpec, events: list[dict[str, Any]], until: float
+def _act_when_synced(
+    src: Qemu, syncs: int, command: str, events: list[dict[str, Any]], until: float
 ) -> float | None:
-    """Ask for postcopy as soon as a sync brings dirty-sync-count to postcopy_after_iterations
-    (its MIGRATION_PASS event), watching the events every 2 ms until `until`; when it asked.
+    """Send the manager's `command` (migrate-start-postcopy, stop) as soon as a sync brings
+    dirty-sync-count to `syncs` (its MIGRATION_PASS event), watching the events every 2 ms
+    until `until`; when it was sent.
 
-    guestperf polls every 50 ms and asks on the poll that shows the count; the model's
-    manager asks at the first decision after the sync.  Watching the event keeps the real
-    request within a few ms of that, so that a comparison measures QEMU, not the poll."""
+    guestperf polls every 50 ms and acts on the poll that shows the count; the model's
+    manager asks for postcopy at the first decision after the sync and stops the guest as the
+    sync ends.  Watching the event keeps the real command within a few ms of the sync, so
+    that a comparison measures QEMU, not the poll."""
     while True:
         events.extend(src.qmp.poll_events())
         passes = [e["data"].get("pass", 0) for e in events if e["event"] == "MIGRATION_PASS"]
-        if passes and max(passes) >= spec.postcopy_after_iterations:
-            src.qmp.execute("migrate-start-postcopy")
+        if passes and max(passes) >= syncs:
+            src.qmp.execute(command)
             return time.time()
         if time.time() >= until:
             return None
