@@ -357,10 +357,15 @@ def test_relations_across_axes_name_the_grid_row():
     error = raises(config, "working_set_size", "grid row 1", "ram_size=1GiB")
     assert "at most nonzero_size" in error.allowed
     # and the value it is held to, in that row (nonzero_size defaults to ram_size: 1 GiB)
-    assert error.allowed.endswith("nonzero_size_bytes is 1073741824")
+    assert error.allowed.endswith("nonzero_size is 1073741824 B")
     error = raises({"fixed": {"max_cpu_throttle": 10, "cpu_throttle_initial": 20}},
                    "max_cpu_throttle", "at least cpu_throttle_initial")  # fmt: skip
-    assert error.allowed.endswith("cpu_throttle_initial_pct is 20")
+    assert error.allowed.endswith("cpu_throttle_initial is 20 %")
+    # both sides in the canonical unit, named by their config keys
+    error = raises({"fixed": {"postcopy_after_time": "10min", "max_time": "5min"}},
+                   "postcopy_after_time", "below max_time")  # fmt: skip
+    assert "the fixed values): 600 s is not allowed" in str(error)
+    assert error.allowed.endswith("max_time is 300 s")
 
 
 def test_a_sync_as_long_as_the_periodic_timer_is_refused_where_the_timer_runs():

@@ -603,7 +603,9 @@ def prepare_rows(plan_: Plan, rows: pd.DataFrame, offset: int = 0) -> pd.DataFra
         if error.key == "scenarios":
             raise _repeat_error(plan_, row, offset + int(match.group(3))) from None
         where = f"grid row {row}: {plan_.describe_row(row)}"
-        raise ParameterError(error.key, error.value, error.allowed, where=where) from None
+        raise ParameterError(
+            error.key, error.value, error.allowed, where=where, unit=error.unit
+        ) from None
 
 
 def _blocks(plan_: Plan, rows: int) -> Iterator[tuple[int, int]]:

@@ -52,12 +52,16 @@ PERIODIC_SYNC_MS = 5000
 class ParameterError(ValueError):
     """Bad input: names the key, the value and what is allowed."""
 
-    def __init__(self, key: str, value: object, allowed: str, where: str = "") -> None:
+    def __init__(
+        self, key: str, value: object, allowed: str, where: str = "", unit: str = ""
+    ) -> None:
         if isinstance(value, np.generic):  # 2.5, not np.float64(2.5)
             value = value.item()
-        self.key, self.value, self.allowed = key, value, allowed
+        self.key, self.value, self.allowed, self.unit = key, value, allowed, unit
         location = f" ({where})" if where else ""
-        super().__init__(f"{key}{location}: {value!r} is not allowed; expected {allowed}")
+        # a canonical value (a relation's) reads in its canonical unit: 600 s, not 600.0
+        shown = f"{_number(value)} {unit}" if unit else repr(value)
+        super().__init__(f"{key}{location}: {shown} is not allowed; expected {allowed}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,19 @@ class Param:
 def _number(value: float) -> str:
     """Whole numbers in full (sizes read better as 1048576 than 1.04858e+06)."""
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
+
+
+# canonical column suffixes and the unit they hold, longest first
+_UNITS = (("_bytes_per_s", "B/s"), ("_mib_per_s", "MiB/s"), ("_bytes", "B"), ("_ms", "ms"),
+          ("_s", "s"), ("_pct", "%"))  # fmt: skip
+
+
+def _key_and_unit(column: str) -> tuple[str, str]:
+    """The config key a canonical column comes from, and its unit ('' for counts, flags)."""
+    for suffix, unit in _UNITS:
+        if column.endswith(suffix):
+            return column.removesuffix(suffix), unit
+    return column, ""
 
 
 GiB = 2**30
@@ -588,8 +605,11 @@ def _check_relations(out: pd.DataFrame) -> None:
         return int(rows[0]) if rows.size else None
 
     def than(column: str, allowed: str) -> Callable[[int], str]:
-        """`allowed`, with the value it is compared with in the bad row."""
-        return lambda row: f"{allowed}; {column} is {_number(out[column].to_numpy()[row].item())}"
+        """`allowed`, with the value it is compared with in the bad row (its key and unit)."""
+        key, unit = _key_and_unit(column)
+        return lambda row: (
+            f"{allowed}; {key} is {_number(out[column].to_numpy()[row].item())} {unit}".rstrip()
+        )
 
     ram = out["ram_size_bytes"].to_numpy()
     postcopy = (out["postcopy_after_iterations"].to_numpy() > 0) | (
@@ -651,4 +671,5 @@ def _check_relations(out: pd.DataFrame) -> None:
         if row is not None:
             value = out[column].to_numpy()[row]
             allowed = allowed(row) if callable(allowed) else allowed
-            raise ParameterError(key, value.item(), allowed, where=f"scenario {row}")
+            unit = _key_and_unit(column)[1]
+            raise ParameterError(key, value.item(), allowed, where=f"scenario {row}", unit=unit)
