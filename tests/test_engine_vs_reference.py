@@ -62,6 +62,7 @@ def scenario(draw: st.DrawFn) -> dict:
         "max_bandwidth": draw(st.one_of(st.just(0), log_uniform(2e5, 2e10).map(int))),
         "link_bandwidth": draw(log_uniform(1e6, 1.5e10)),
         "first_copy_bandwidth": draw(st.one_of(st.just(0.0), log_uniform(1e6, 1.5e10))),
+        "first_pass_bandwidth": draw(st.one_of(st.just(0.0), log_uniform(1e6, 1.5e10))),
         "downtime_limit": draw(st.integers(0, 3000)),
         "switchover_bandwidth": 0,
         "device_state_size": draw(st.integers(0, 2**24)),
@@ -314,6 +315,19 @@ def test_engine_equals_reference_across_the_end_of_the_first_pass() -> None:
          "dirty_rate": 159641749.27302432, "working_set_size": "42%", "nonzero_size": "90%",
          "downtime_limit": 1998, "zero_page_layout": "end", "max_time": "60s",
          "write_pattern": "sequential", "sync_time": 0.6908103641364816},
+        # first_pass_bandwidth apart from first_copy_bandwidth: above the link's rate (the
+        # first pass the faster), and below it with a slower final copy; a sync and postcopy
+        # in the first pass
+        {**common, "dirty_rate": "400MB/s", "working_set_size": "256MiB", "max_bandwidth": 0,
+         "downtime_limit": 100, "first_pass_bandwidth": "1.6GB/s", "link_bandwidth": "1GB/s"},
+        {**common, "dirty_rate": "100MB/s", "working_set_size": "512MiB", "max_bandwidth": 0,
+         "nonzero_size": "60%", "zero_page_layout": "end", "downtime_limit": 30,
+         "first_pass_bandwidth": "800MB/s"},
+        {**common, "dirty_rate": "300MB/s", "working_set_size": "25%",
+         "max_bandwidth": "600MB/s", "downtime_limit": 50, "first_pass_bandwidth": "500MB/s"},
+        {**common, "dirty_rate": "1GB/s", "working_set_size": "50%", "max_bandwidth": 0,
+         "postcopy_after_iterations": 2, "qemu_version": "10.1",
+         "first_pass_bandwidth": "2GB/s"},
     ]  # fmt: skip
     compare(rows)
 

@@ -62,7 +62,7 @@ STATE = (
     "time_last_bitmap_sync", "dirty_rate_high_cnt", "throttle", "dirty_limit_active",
     "prev_sync_cnt", "next_tick", "ring_lapped", "first_pass", "live", "stopping",
     "paused_at",  # when the manager stopped the guest (NEVER: running)
-    # the slices' rate (first_touch: still first_copy_bandwidth) and a regular window at it,
+    # the slices' rate (first_touch: still first_pass_bandwidth) and a regular window at it,
     # constant but for one change when the first pass ends (Engine.first_touch_ends)
     "first_touch", "slice_rate", "slice_bytes", "one_slice", "cap1", "window_bytes",
     "regular_threshold", "regular_bandwidth", "regular_bw_per_ms", "regular_mbps",
@@ -166,9 +166,11 @@ def _init(frame: pd.DataFrame) -> State:
     first = f8("first_copy_bandwidth_bytes_per_s") / 1e6
     st.L_first = np.where(first != 0, first, st.L)
     st.L_post = f8("postcopy_bandwidth_bytes_per_s") / 1e6  # 0: as the final copy
-    # reference.slice_rate: the old queue starts as every page, all in their first pass
-    st.first_touch = st.L_first != st.L
-    st.slice_rate = st.L_first.copy()
+    # reference.slice_rate: the old queue starts as every page, all in their first pass,
+    # sent at first_pass_bandwidth (0: as first_copy_bandwidth)
+    first_pass = f8("first_pass_bandwidth_bytes_per_s") / 1e6
+    st.slice_rate = np.where(first_pass != 0, first_pass, st.L_first)
+    st.first_touch = st.slice_rate != st.L
     st.budget = (i8("max_bandwidth_bytes_per_s") // C.XFER_LIMIT_RATIO).astype(np.float64)
     st.DL = f8("downtime_limit_ms")
     st.Bsw = f8("switchover_bandwidth_bytes_per_s")
@@ -392,7 +394,7 @@ class Engine:
         self.syncs = _Recorder(ITERATION_FIELDS)
         self.samples = _Recorder(SAMPLE_FIELDS) if record_samples else None
         st = self.st
-        # any slice still at first_copy_bandwidth (none unless it differs from the link)
+        # any slice still at first_pass_bandwidth (none unless it differs from the link)
         self.touching = bool(np.count_nonzero(st.first_touch))
         # any manager that asks for postcopy at a set time
         self.timed_postcopy = bool(np.count_nonzero(st.postcopy_time_us != NEVER))
@@ -905,7 +907,7 @@ class Engine:
         )
         queued = np.add.reduce(scan.wire, axis=0)
         if self.touching:
-            # At first_copy_bandwidth only while the old queue holds first-pass pages: every
+            # At first_pass_bandwidth only while the old queue holds first-pass pages: every
             # slice passed must start before its end (scan.start[2]), by GUARD of the queue.
             old_end = scan.start[2] - queued * GUARD
             limit = np.where(st.first_touch, np.minimum(limit, old_end - base), limit)

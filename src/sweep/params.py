@@ -181,9 +181,16 @@ PARAMETERS: tuple[Param, ...] = (
           minimum=1e3, maximum=1e13),
     Param("first_copy_bandwidth", "first_copy_bandwidth_bytes_per_s", "rate", 0,
           "Rate at which the destination takes pages it receives for the first time (it "
-          "allocates their memory then): pre-copy slices while the first pass lasts, and "
-          "first-pass pages in the final copy; 0 = link_bandwidth.  Measured: 0.2-0.7 GB/s "
-          "against 1.7 GB/s for re-sent pages (docs/validation.md, misses 4 and 9).",
+          "allocates their memory then): first-pass pages in the final copy, and pre-copy "
+          "slices while the first pass lasts unless first_pass_bandwidth is set; 0 = "
+          "link_bandwidth.  Measured: 0.2-0.7 GB/s against 1.7 GB/s for re-sent pages "
+          "(docs/validation.md, misses 4 and 9).", minimum=0, maximum=1e13),
+    Param("first_pass_bandwidth", "first_pass_bandwidth_bytes_per_s", "rate", 0,
+          "Rate of pre-copy slices while the first pass lasts (first-pass pages still "
+          "queued); 0 = first_copy_bandwidth.  Set it apart where a host takes a stream of "
+          "new pages at another pace than a final copy's burst of them: one host measured "
+          "0.42 GB/s for both, another 1.66 GB/s in pre-copy against 0.42 GB/s in the final "
+          "copy (`python -m sweep.qemu.calibrate`; docs/validation.md, miss 9).",
           minimum=0, maximum=1e13),
     Param("postcopy_bandwidth", "postcopy_bandwidth_bytes_per_s", "rate", 0,
           "Rate of the postcopy phase: how fast the destination takes the pages still on the "

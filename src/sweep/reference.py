@@ -89,6 +89,8 @@ class ReferenceMigration:
         self.L = float(r["link_bandwidth_bytes_per_s"]) / 1e6  # bytes per microsecond
         first = float(r["first_copy_bandwidth_bytes_per_s"])
         self.L_first = first / 1e6 if first else self.L
+        first_pass = float(r["first_pass_bandwidth_bytes_per_s"])  # 0: as first_copy
+        self.L_pass = first_pass / 1e6 if first_pass else self.L_first
         self.L_post = float(r["postcopy_bandwidth_bytes_per_s"]) / 1e6  # 0: as the final copy
         self.budget = float(int(r["max_bandwidth_bytes_per_s"]) // C.XFER_LIMIT_RATIO)
         self.DL = float(r["downtime_limit_ms"])
@@ -368,15 +370,16 @@ class ReferenceMigration:
         return out[0], out[1], out[2]
 
     def slice_rate(self) -> float:
-        """The rate of the next iterate slice: first_copy_bandwidth while the old queue holds
-        pages of the first pass (the destination allocates their memory as they arrive and
-        sets the pace), else link_bandwidth.
+        """The rate of the next iterate slice: first_pass_bandwidth (by default
+        first_copy_bandwidth) while the old queue holds pages of the first pass (the
+        destination allocates their memory as they arrive and sets the pace), else
+        link_bandwidth.
 
         Assumption: the page at the slice's start sets the rate of the whole slice; a slice
         that crosses from the first pass to re-sent pages runs at the first-pass rate
         (at most one 50 ms slice a migration)."""
         if self.first_pass and self.R_z + self.R_c + self.R_h > 0.0:
-            return self.L_first
+            return self.L_pass
         return self.L
 
     def ram_save_iterate(self) -> None:

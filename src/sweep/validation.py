@@ -224,6 +224,7 @@ def scenario_for_run(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
         "max_bandwidth": int(run["spec_max_bandwidth"]),
         "link_bandwidth": float(calibration["link_bandwidth_bytes_per_s"]),
         "first_copy_bandwidth": float(calibration.get("first_copy_bandwidth_bytes_per_s", 0)),
+        "first_pass_bandwidth": float(calibration.get("first_pass_bandwidth_bytes_per_s", 0)),
         "postcopy_bandwidth": float(calibration.get("postcopy_bandwidth_bytes_per_s", 0)),
         "downtime_limit": int(run["spec_downtime_limit_ms"]),
         "auto_converge": bool(run["spec_auto_converge"]),

@@ -14,7 +14,7 @@ Short runs of a filled 512 MiB guest under TCG (QEMU's own trace points on):
 * ``unlimited``: max-bandwidth 0 and a 1 ms downtime limit: the rate pre-copy reaches when
   nothing caps it.  The guest is idle, so every page is in its first pass, and QEMU's own
   window bandwidth (trace ``migrate_transferred``) is the rate at which the destination takes
-  pages it has never held (``first_pass_rate_bytes_per_s``: ``first_copy_bandwidth``).
+  pages it has never held (``first_pass_rate_bytes_per_s``: ``first_pass_bandwidth``).
 * ``file``: an idle guest migrated into a file (``exec:cat > FILE``): the stream's length minus
   ``ram.transferred`` is the device state plus the stream's framing, sent during downtime.
 * ``postcopy`` (when the host has userfaultfd): a guest writing 20000 pages/s over 256 MiB,
