@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from sweep.qemu import driver
+from sweep.qemu.calibrate import model_inputs
 from sweep.qemu.qmp import (
     QMPClient,
     QMPError,
@@ -24,6 +25,7 @@ from sweep.qemu.qmp import (
 )
 from sweep.validation import (
     METRICS,
+    calibration,
     compare_runs,
     fidelity_table,
     load_config,
@@ -339,6 +341,41 @@ def test_fidelity_figures_show_every_metric(tmp_path):
     assert all(f">{metric}<" in html for metric in METRICS)
     assert ">postcopy<" in html and "real_postcopy_time_ms" in html
     assert ">paused<" in html and "real_paused_time_ms" in html
+
+
+def test_calibration_gives_the_model_inputs_under_the_config_keys():
+    """calibrate's numbers -> the `calibration:` block: medians of repeated readings, the
+    missing ones (no trace; no postcopy without userfaultfd) left to the config."""
+    measured = {
+        "setup_time_traced_ms": [1.7, None, 1.5, 1.9], "sync_time_ms": 0.146,
+        "stop_time_ms_median": 0.045, "device_state_bytes": 112635,
+        "final_copy_rate_bytes_per_s": 1.24e9, "first_touch_copy_rate_bytes_per_s": 0.42e9,
+        "first_pass_rate_bytes_per_s": 1.66e9, "postcopy_rate_bytes_per_s": None,
+        "nonzero_extra_bytes": 380928, "unlimited_rate_bytes_per_s": 1.67e9,
+    }  # fmt: skip
+    inputs = model_inputs(measured)
+    assert inputs == {
+        "setup_time_ms": 1.7, "sync_time_ms": 0.146, "stop_time_ms": 0.045,
+        "device_state_bytes": 112635.0, "link_bandwidth_bytes_per_s": 1.24e9,
+        "first_copy_bandwidth_bytes_per_s": 0.42e9, "first_pass_bandwidth_bytes_per_s": 1.66e9,
+        "nonzero_extra_bytes": 380928.0,
+    }  # fmt: skip
+    config = load_config(ROOT / "config" / "validation.yaml")
+    assert set(inputs) - set(config["calibration"]) == {"first_pass_bandwidth_bytes_per_s"}
+    merged = calibration(config, inputs)
+    assert merged["link_bandwidth_bytes_per_s"] == 1.24e9  # measured here
+    # not measured: the config's (PyYAML reads 1.1e9 as a string; scenario_for_run floats it)
+    assert float(merged["postcopy_bandwidth_bytes_per_s"]) == 1.1e9
+    assert calibration(config, None) == config["calibration"]
+
+
+def test_a_bad_calibration_source_is_named(tmp_path):
+    text = (ROOT / "config" / "validation.yaml").read_text()
+    bad = tmp_path / "validation.yaml"
+    bad.write_text(text.replace("calibration_source: config", "calibration_source: host"))
+    with pytest.raises(ValueError, match="calibration_source: 'host' is not allowed; expected "
+                                         "one of config, measure"):  # fmt: skip
+        load_config(bad)
 
 
 def test_validation_grid_config_is_complete():

@@ -383,3 +383,19 @@ def test_a_configfile_replaces_the_default_config(tmp_path):
         tmp_path, "--configfile", str(tmp_path / "sweep.yaml"), "--config", "chunk_size=1"
     )
     assert sorted(jobs["simulate"]) == ["00000", "00001", "00002"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["config", "measure"])
+def test_validate_calibrates_on_this_host_only_when_asked(tmp_path, source):
+    """calibration_source: measure puts the calibration runs before the comparison; config
+    (the default) leaves them out."""
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"axes": {"vcpus": [1, 2]}}))
+    text = (ROOT / "config" / "validation.yaml").read_text()
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "validation.yaml").write_text(
+        text.replace("calibration_source: config", f"calibration_source: {source}")
+    )
+    jobs = planned_jobs(tmp_path, "validate", "--configfile", str(tmp_path / "sweep.yaml"))
+    assert {"validate_real", "validate_compare", "validate"} <= set(jobs)
+    assert ("validate_calibrate" in jobs) == (source == "measure")

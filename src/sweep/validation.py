@@ -27,6 +27,7 @@ from .api import simulate
 
 __all__ = [
     "METRICS",
+    "calibration",
     "compare_runs",
     "fidelity_table",
     "load_config",
@@ -75,6 +76,10 @@ VERDICTS = {
 
 # --- configuration ---------------------------------------------------------------------------
 
+# config (the `calibration:` block, measured on the project's machine of one day) or measure
+# (python -m sweep.qemu.calibrate on the host that runs the real migrations, before them)
+CALIBRATION_SOURCES = ("config", "measure")
+
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read ``config/validation.yaml`` (calibration, defaults, runs)."""
@@ -89,7 +94,19 @@ def load_config(path: str | Path) -> dict[str, Any]:
     unknown = set(config.get("ci_runs", [])) - set(names)
     if unknown:
         raise ValueError(f"{path}: ci_runs names unknown runs {sorted(unknown)}")
+    source = config.setdefault("calibration_source", "config")
+    if source not in CALIBRATION_SOURCES:
+        raise ValueError(
+            f"{path}: calibration_source: {source!r} is not allowed; expected one of "
+            + ", ".join(CALIBRATION_SOURCES)
+        )
     return config
+
+
+def calibration(config: Mapping[str, Any], measured: Mapping[str, float] | None) -> dict:
+    """The model's machine-dependent inputs: the config's ``calibration:`` block, with what
+    this host measured (``calibration_source: measure``) in place of each value it has."""
+    return {**config["calibration"], **(measured or {})}
 
 
 def run_specs(config: Mapping[str, Any], names: Iterable[str] | None = None) -> list[Any]:
@@ -476,13 +493,14 @@ def sync_curves(real_dir: str | Path, runs: pd.DataFrame, model: Any) -> pd.Data
 
 
 def compare_directory(
-    real_dir: str | Path, config: Mapping[str, Any]
+    real_dir: str | Path, config: Mapping[str, Any], measured: Mapping[str, float] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Real runs in ``real_dir`` -> (comparison, sync curves, fidelity table)."""
+    """Real runs in ``real_dir`` -> (comparison, sync curves, fidelity table); `measured`:
+    this host's model inputs (:func:`calibration`)."""
     runs = load_runs(real_dir, "run")
     order = {r["name"]: i for i, r in enumerate(config["runs"])}
     runs = runs.sort_values("spec_name", key=lambda s: s.map(order)).reset_index(drop=True)
-    model = model_for_runs(runs, config["calibration"])
+    model = model_for_runs(runs, calibration(config, measured))
     comparison = compare_runs(runs, model)
     return comparison, sync_curves(real_dir, runs, model), fidelity_table(comparison)
 

@@ -12,6 +12,7 @@ try:
     from sweep import grid as sweep_grid
     from sweep import io as sweep_io
     from sweep import report as sweep_report
+    from sweep import validation as sweep_validation
     from sweep.pipeline import chunk_name
 except ImportError as error:
     raise WorkflowError(
@@ -131,3 +132,17 @@ def final_targets():
         "results/manifest.json",
         *EXTRA_TARGETS,
     ]
+
+
+# --- validation (rules/validate.smk) ---
+
+VALIDATION_CONFIG = "config/validation.yaml"
+
+
+def validate_compare_inputs(wildcards):
+    """The real runs, and this host's calibration when the validation config asks for it."""
+    inputs = {"config": VALIDATION_CONFIG, "real": "results/validation/real"}
+    source = sweep_validation.load_config(VALIDATION_CONFIG)["calibration_source"]
+    if source == "measure":
+        inputs["calibration"] = "results/validation/calibration.yaml"
+    return inputs

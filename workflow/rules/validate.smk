@@ -3,8 +3,6 @@
 # model on the same scenarios, and renders the "Fidelity" section of the report.  Only this
 # target needs qemu-system-x86_64; validate_real stops with the install command without it.
 
-VALIDATION_CONFIG = "config/validation.yaml"
-
 
 rule validate_real:
     """Every run of the validation grid, one migration at a time (timing-sensitive, so
@@ -26,11 +24,30 @@ rule validate_real:
         "../scripts/validate_real.py"
 
 
+rule validate_calibrate:
+    """The model's machine-dependent inputs measured on this host (python -m
+    sweep.qemu.calibrate), for `calibration_source: measure` in config/validation.yaml.
+    """
+    output:
+        measured="results/validation/calibration.json",
+        inputs="results/validation/calibration.yaml",
+    log:
+        "results/logs/validate/calibrate.log",
+    localrule: True
+    conda:
+        "../envs/sweep.yaml"
+    threads: workflow.cores
+    resources:
+        mem_mb=2048,
+        runtime=10,
+    script:
+        "../scripts/validate_calibrate.py"
+
+
 rule validate_compare:
     """The model on the real runs' scenarios: per-run comparison, sync curves, fidelity table."""
     input:
-        config=VALIDATION_CONFIG,
-        real="results/validation/real",
+        unpack(validate_compare_inputs),
     output:
         comparison="results/validation/comparison.parquet",
         curves="results/validation/curves.parquet",

@@ -33,7 +33,7 @@ import numpy as np
 
 from .driver import RunResult, RunSpec, postcopy_supported, run_migration
 
-__all__ = ["CALIBRATION_TRACE", "calibrate", "summarize_trace"]
+__all__ = ["CALIBRATION_TRACE", "calibrate", "model_inputs", "summarize_trace"]
 
 MiB = 2**20
 CALIBRATION_TRACE = (
@@ -164,6 +164,36 @@ def calibrate(
     return cal
 
 
+# the `calibration:` keys of config/validation.yaml, each from its measurement (docs/validation.md,
+# "Calibration"): the median where a measurement repeats
+MODEL_INPUTS = {
+    "setup_time_ms": "setup_time_traced_ms",
+    "sync_time_ms": "sync_time_ms",
+    "stop_time_ms": "stop_time_ms_median",
+    "device_state_bytes": "device_state_bytes",
+    "link_bandwidth_bytes_per_s": "final_copy_rate_bytes_per_s",
+    "first_copy_bandwidth_bytes_per_s": "first_touch_copy_rate_bytes_per_s",
+    "first_pass_bandwidth_bytes_per_s": "first_pass_rate_bytes_per_s",
+    "postcopy_bandwidth_bytes_per_s": "postcopy_rate_bytes_per_s",
+    "nonzero_extra_bytes": "nonzero_extra_bytes",
+}
+
+
+def model_inputs(measured: dict[str, Any]) -> dict[str, float]:
+    """The model's machine-dependent inputs from :func:`calibrate`'s numbers, under the keys of
+    ``config/validation.yaml``'s ``calibration:`` block; a quantity the runs did not yield
+    (no trace, no userfaultfd for postcopy) is left out, so the config's value stands."""
+    out: dict[str, float] = {}
+    for key, source in MODEL_INPUTS.items():
+        value = measured.get(source)
+        if isinstance(value, list):
+            value = [v for v in value if v is not None]
+            value = float(np.median(value)) if value else None
+        if value is not None:
+            out[key] = float(value)
+    return out
+
+
 def _postcopy_rate(result: RunResult | None) -> float | None:
     """ram.postcopy-bytes over the postcopy phase (postcopy-active event -> total-time)."""
     if result is None or result.info.get("postcopy_started_ms") is None:
@@ -187,12 +217,14 @@ def _window_bandwidth(result: RunResult) -> float | None:
 
 
 def main() -> None:  # pragma: no cover - a manual entry point
-    """``python -m sweep.qemu.calibrate [OUT.json]``: print (and save) the numbers."""
+    """``python -m sweep.qemu.calibrate [OUT.json]``: print (and save) the numbers, and the
+    model inputs they give (the ``calibration:`` block of config/validation.yaml)."""
     import sys
 
     cal = calibrate(out_dir=None)
     text = json.dumps(cal, indent=2, default=float)
     print(text)
+    print(json.dumps({"calibration": model_inputs(cal)}, indent=2))
     if len(sys.argv) > 1:
         Path(sys.argv[1]).write_text(text + "\n")
 
