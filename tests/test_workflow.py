@@ -388,13 +388,13 @@ def test_a_configfile_replaces_the_default_config(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("source", ["config", "measure"])
 def test_validate_calibrates_on_this_host_only_when_asked(tmp_path, source):
-    """calibration_source: measure puts the calibration runs before the comparison; config
-    (the default) leaves them out."""
+    """calibration_source: measure (the default) puts the calibration runs before the
+    comparison; config leaves them out."""
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"axes": {"vcpus": [1, 2]}}))
     text = (ROOT / "config" / "validation.yaml").read_text()
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "validation.yaml").write_text(
-        text.replace("calibration_source: config", f"calibration_source: {source}")
+        re.sub(r"(?m)^calibration_source: \w+", f"calibration_source: {source}", text)
     )
     jobs = planned_jobs(tmp_path, "validate", "--configfile", str(tmp_path / "sweep.yaml"))
     assert {"validate_real", "validate_compare", "validate"} <= set(jobs)

@@ -182,14 +182,15 @@ MODEL_INPUTS = {
 def model_inputs(measured: dict[str, Any]) -> dict[str, float]:
     """The model's machine-dependent inputs from :func:`calibrate`'s numbers, under the keys of
     ``config/validation.yaml``'s ``calibration:`` block; a quantity the runs did not yield
-    (no trace, no userfaultfd for postcopy) is left out, so the config's value stands."""
+    (no trace, no userfaultfd for postcopy: None or NaN) is left out, so the config's value
+    stands."""
     out: dict[str, float] = {}
     for key, source in MODEL_INPUTS.items():
         value = measured.get(source)
         if isinstance(value, list):
-            value = [v for v in value if v is not None]
+            value = [v for v in value if v is not None and np.isfinite(v)]
             value = float(np.median(value)) if value else None
-        if value is not None:
+        if value is not None and np.isfinite(value):
             out[key] = float(value)
     return out
 
