@@ -365,8 +365,7 @@ def test_calibration_gives_the_model_inputs_under_the_config_keys():
     assert set(inputs) - set(config["calibration"]) == {"first_pass_bandwidth_bytes_per_s"}
     merged = calibration(config, inputs)
     assert merged["link_bandwidth_bytes_per_s"] == 1.24e9  # measured here
-    # not measured: the config's (PyYAML reads 1.1e9 as a string; scenario_for_run floats it)
-    assert float(merged["postcopy_bandwidth_bytes_per_s"]) == 1.1e9
+    assert merged["postcopy_bandwidth_bytes_per_s"] == 1.1e9  # not measured: the config's
     assert calibration(config, None) == config["calibration"]
     # no trace (a QEMU built without it): no sync or stop time, as None or NaN
     untraced = {**measured, "sync_time_ms": None, "stop_time_ms_median": float("nan"),
@@ -383,6 +382,13 @@ def test_a_bad_calibration_source_is_named(tmp_path):
     with pytest.raises(ValueError, match="calibration_source: 'host' is not allowed; expected "
                                          "one of config, measure"):  # fmt: skip
         load_config(bad)
+    # calibration values are numbers, however YAML wrote them (1.1e9 reads as a string)
+    bad.write_text(text.replace("sync_time_ms: 0.11", "sync_time_ms: fast"))
+    with pytest.raises(ValueError, match=r"calibration\.sync_time_ms: 'fast' is not allowed"):
+        load_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text(text.replace("1.1e+9", "1.1e9"))
+    assert load_config(good)["calibration"]["postcopy_bandwidth_bytes_per_s"] == 1.1e9
 
 
 def test_validation_grid_config_is_complete():

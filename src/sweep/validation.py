@@ -94,6 +94,15 @@ def load_config(path: str | Path) -> dict[str, Any]:
     unknown = set(config.get("ci_runs", [])) - set(names)
     if unknown:
         raise ValueError(f"{path}: ci_runs names unknown runs {sorted(unknown)}")
+    # numbers, whatever YAML made of them (PyYAML reads 1.1e9, without the exponent's sign,
+    # as a string)
+    for key, value in config["calibration"].items():
+        try:
+            config["calibration"][key] = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{path}: calibration.{key}: {value!r} is not allowed; expected a number"
+            ) from None
     source = config.setdefault("calibration_source", "config")
     if source not in CALIBRATION_SOURCES:
         raise ValueError(
