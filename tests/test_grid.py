@@ -357,7 +357,7 @@ def test_relations_across_axes_name_the_grid_row():
     error = raises(config, "working_set_size", "grid row 1", "ram_size=1GiB")
     assert "at most nonzero_size" in error.allowed
     # and the value it is held to, in that row (nonzero_size defaults to ram_size: 1 GiB)
-    assert error.allowed.endswith("nonzero_size is 1073741824 B")
+    assert error.allowed.endswith("nonzero_size is 1073741824 bytes")
     error = raises({"fixed": {"max_cpu_throttle": 10, "cpu_throttle_initial": 20}},
                    "max_cpu_throttle", "at least cpu_throttle_initial")  # fmt: skip
     assert error.allowed.endswith("cpu_throttle_initial is 20 %")

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__, schema
-from .params import PARAMETERS, by_name_or_none
+from .params import PARAMETERS, unit_of
 
 __all__ = [
     "COMPRESSION",
@@ -56,30 +56,7 @@ MODEL_FILES = (
     "api.py", "schema.py", "io.py",
 )  # fmt: skip
 
-_SUFFIX_UNITS = (
-    ("_bytes_per_s", "bytes/s"),
-    ("_pages_per_s", "pages/s"),
-    ("_mib_per_s", "MiB/s"),
-    ("pages_per_second", "pages/s"),
-    ("_bytes", "bytes"),
-    ("_pages", "pages"),
-    ("_pct", "%"),
-    ("_ms", "ms"),
-    ("_s", "s"),
-    ("mbps", "Mbit/s"),
-)
 _CATEGORY = pa.dictionary(pa.int8(), pa.string())
-
-
-def unit_of(column: str) -> str:
-    """The unit of a column: the parameter's unit, else read from the name's suffix."""
-    param = by_name_or_none(column)
-    if param is not None and param.column == column and param.unit:
-        return param.unit
-    for suffix, unit in _SUFFIX_UNITS:
-        if column.endswith(suffix):
-            return unit
-    return ""
 
 
 def _arrow_type(dtype: str) -> pa.DataType:

@@ -38,6 +38,7 @@ __all__ = [
     "label_codes",
     "normalize",
     "parse_version",
+    "unit_of",
     "version_flags",
 ]
 
@@ -125,19 +126,6 @@ class Param:
 def _number(value: float) -> str:
     """Whole numbers in full (sizes read better as 1048576 than 1.04858e+06)."""
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
-
-
-# canonical column suffixes and the unit they hold, longest first
-_UNITS = (("_bytes_per_s", "B/s"), ("_mib_per_s", "MiB/s"), ("_bytes", "B"), ("_ms", "ms"),
-          ("_s", "s"), ("_pct", "%"))  # fmt: skip
-
-
-def _key_and_unit(column: str) -> tuple[str, str]:
-    """The config key a canonical column comes from, and its unit ('' for counts, flags)."""
-    for suffix, unit in _UNITS:
-        if column.endswith(suffix):
-            return column.removesuffix(suffix), unit
-    return column, ""
 
 
 GiB = 2**30
@@ -568,6 +556,32 @@ def by_name_or_none(name: str) -> Param | None:
     return _BY_NAME.get(name) or _BY_COLUMN.get(name)
 
 
+# output columns' units, from their names' suffixes (longest first)
+_SUFFIX_UNITS = (
+    ("_bytes_per_s", "bytes/s"),
+    ("_pages_per_s", "pages/s"),
+    ("_mib_per_s", "MiB/s"),
+    ("pages_per_second", "pages/s"),
+    ("_bytes", "bytes"),
+    ("_pages", "pages"),
+    ("_pct", "%"),
+    ("_ms", "ms"),
+    ("_s", "s"),
+    ("mbps", "Mbit/s"),
+)
+
+
+def unit_of(column: str) -> str:
+    """The unit of a column: the parameter's unit, else read from the name's suffix."""
+    param = by_name_or_none(column)
+    if param is not None and param.column == column and param.unit:
+        return param.unit
+    for suffix, unit in _SUFFIX_UNITS:
+        if column.endswith(suffix):
+            return unit
+    return ""
+
+
 def _check_range(
     param: Param, values: np.ndarray, index: pd.Index, given: pd.Series | None,
     unrounded: np.ndarray,
@@ -613,7 +627,7 @@ def _check_relations(out: pd.DataFrame) -> None:
 
     def than(column: str, allowed: str) -> Callable[[int], str]:
         """`allowed`, with the value it is compared with in the bad row (its key and unit)."""
-        key, unit = _key_and_unit(column)
+        key, unit = by_name(column).name, unit_of(column)
         return lambda row: (
             f"{allowed}; {key} is {_number(out[column].to_numpy()[row].item())} {unit}".rstrip()
         )
@@ -678,5 +692,6 @@ def _check_relations(out: pd.DataFrame) -> None:
         if row is not None:
             value = out[column].to_numpy()[row]
             allowed = allowed(row) if callable(allowed) else allowed
-            unit = _key_and_unit(column)[1]
-            raise ParameterError(key, value.item(), allowed, where=f"scenario {row}", unit=unit)
+            raise ParameterError(
+                key, value.item(), allowed, where=f"scenario {row}", unit=unit_of(column)
+            )
