@@ -14,8 +14,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from sweep.api import prepare
 from sweep.qemu import driver
 from sweep.qemu.calibrate import model_inputs
+from sweep.qemu.probe import fit_writes, scenario_from_replies
 from sweep.qemu.qmp import (
     QMPClient,
     QMPError,
@@ -37,6 +39,7 @@ from sweep.validation import (
     scenario_for_run,
     table_html,
 )
+from sweep.workloads import sequential, uniform
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -512,3 +515,108 @@ def test_postcopy_without_userfaultfd_is_refused_before_any_qemu_starts(monkeypa
     with pytest.raises(driver.MigrationError, match="userfaultfd"):
         driver.run_migration(driver.RunSpec(name="pc", postcopy_after_iterations=3))
     assert started == []
+
+
+# --- a running VM's inputs (sweep.qemu.probe, explain --qmp) -------------------------------------
+
+# What QEMU 7.2 answered on this machine (abridged to the keys the probe reads, plus one it
+# ignores), after migrate-set-parameters downtime-limit 123, max-bandwidth 64 MiB/s and the
+# auto-converge capability on.
+REPLIES_7_2 = {
+    "query-version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": "Debian"},
+    "query-memory-size-summary": {"base-memory": 536870912, "plugged-memory": 0},
+    "query-cpus-fast": [{"cpu-index": 0}, {"cpu-index": 1}],
+    "query-migrate-parameters": {
+        "cpu-throttle-tailslow": False, "cpu-throttle-initial": 20, "downtime-limit": 123,
+        "max-cpu-throttle": 99, "throttle-trigger-threshold": 50, "max-bandwidth": 67108864,
+        "cpu-throttle-increment": 10, "multifd-channels": 2,
+    },
+    "query-migrate-capabilities": [
+        {"state": False, "capability": "xbzrle"},
+        {"state": True, "capability": "auto-converge"},
+        {"state": False, "capability": "postcopy-ram"},
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("rate, working_set", [(20000.0, 65536.0), (3000.0, 200000.0)])
+def test_the_fit_recovers_a_uniform_writer_from_its_own_curve(rate, working_set):
+    windows = [(t, float(uniform(t, rate, working_set))) for t in (1, 2, 4)]
+    fit = fit_writes(windows, total_pages=2**20)
+    assert fit.rate == pytest.approx(rate, rel=1e-3)
+    assert fit.working_set == pytest.approx(working_set, rel=1e-3)
+    assert not fit.saturated
+
+
+def test_the_fit_recovers_a_ring_and_leaves_an_unfilled_one_unresolved():
+    full = [(t, float(sequential(t, 20000.0, 65536.0))) for t in (1, 2, 4)]
+    fit = fit_writes(full, total_pages=2**20, pattern="sequential")
+    assert (fit.rate, fit.working_set) == (pytest.approx(20000.0), pytest.approx(65536.0))
+    open_ring = [(t, 5000.0 * t) for t in (1, 2, 4)]
+    fit = fit_writes(open_ring, total_pages=2**20, pattern="sequential")
+    assert fit.working_set is None and fit.rate == pytest.approx(5000.0)
+
+
+def test_windows_that_grow_like_the_window_leave_the_working_set_unresolved():
+    fit = fit_writes([(1, 4000.0), (2, 8000.0), (4, 16000.0)], total_pages=131072)
+    assert fit.working_set is None and fit.rate == pytest.approx(4000.0)
+    idle = fit_writes([(1, 0.0), (2, 0.0), (4, 0.0)], total_pages=131072)
+    assert (idle.rate, idle.working_set, idle.saturated) == (0.0, None, False)
+
+
+def test_saturated_windows_give_the_working_set_and_a_lower_bound_on_the_rate():
+    # what a 16 MiB working set written at 20,000 pages/s read on this machine (QEMU's whole
+    # MiB/s make the 1 s window 5120)
+    fit = fit_writes([(1, 5120.0), (2, 4096.0), (4, 4096.0)], total_pages=131072)
+    assert fit.saturated and fit.working_set == 4096.0
+    # the slowest uniform writer that changes 95 % of 4096 pages within the 1 s window
+    assert float(uniform(1.0, fit.rate, 4096.0)) == pytest.approx(0.95 * 4096.0)
+
+
+def test_the_vms_settings_map_to_our_parameters_and_pass_their_checks():
+    vm = scenario_from_replies(REPLIES_7_2)
+    assert vm.scenario["qemu_version"] == "7.2"
+    assert vm.source["downtime_limit"] == "the VM's downtime-limit"
+    frame = prepare([vm.scenario])
+    row = frame.iloc[0]
+    assert row["ram_size_bytes"] == 536870912 and row["vcpus"] == 2
+    assert row["downtime_limit_ms"] == 123 and row["max_bandwidth_bytes_per_s"] == 67108864
+    assert bool(row["auto_converge"]) and not bool(row["cpu_throttle_tailslow"])
+    assert "multifd_channels" not in vm.scenario  # not a parameter of the model
+    assert not any("xbzrle" in note for note in vm.notes)  # off: nothing to say
+
+
+def test_a_capability_the_model_does_not_follow_is_noted():
+    replies = dict(REPLIES_7_2)
+    replies["query-migrate-capabilities"] = [{"state": True, "capability": "xbzrle"}]
+    assert any("xbzrle is on" in note for note in scenario_from_replies(replies).notes)
+
+
+def test_explain_reads_a_vm_over_qmp_and_the_command_line_wins(sock_path, sweep_cli):
+    script = {command: ([], {"return": reply}) for command, reply in REPLIES_7_2.items()}
+    # 16 MiB/s in every window: counts that grow with the window, 4096 pages/s
+    script["query-dirty-rate"] = ([], {"return": {"status": "measured", "dirty-rate": 16}})
+    fake = FakeQemu(sock_path, script)
+    done = sweep_cli(
+        "explain", "--qmp", str(sock_path), "--downtime-limit", "2s", "--no-suggestions"
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "downtime_limit = 2s  (given on the command line)" in out
+    assert "max_bandwidth = 67108864  (the VM's max-bandwidth)" in out
+    assert "dirty_rate = 4096  (fitted to calc-dirty-rate: 4096 pages in 1 s" in out
+    assert "Scenario: 512.00 MiB guest" in out and "downtime-limit 2000.0 ms" in out
+    assert "QEMU 7.2 rules, auto-converge" in out
+    calls = [m for m in fake.received if m["execute"] == "calc-dirty-rate"]
+    assert [c["arguments"]["calc-time"] for c in calls] == [1, 2, 4]
+
+
+def test_explain_qmp_errors_name_the_socket_and_the_windows(tmp_path, sweep_cli):
+    missing = tmp_path / "none.qmp"
+    done = sweep_cli("explain", "--qmp", str(missing))
+    assert done.returncode == 2 and f"--qmp {missing}: no such socket" in done.stderr
+    done = sweep_cli("explain", "--qmp", str(missing), "--calc-times", "2")
+    assert done.returncode == 2
+    assert "calc_times: '2' is not allowed; expected two or more different whole seconds" in (
+        done.stderr
+    )

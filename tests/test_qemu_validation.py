@@ -24,7 +24,6 @@ Skipped, with the install command, only when qemu-system-x86_64 is absent.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -36,14 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = load_config(ROOT / "config" / "validation.yaml")
 CI_RUNS: list[str] = CONFIG["ci_runs"]
 
-pytestmark = [
-    pytest.mark.qemu,
-    pytest.mark.skipif(
-        shutil.which("qemu-system-x86_64") is None,
-        reason="qemu-system-x86_64 not installed: "
-        "apt-get install -y --no-install-recommends qemu-system-x86",
-    ),
-]
+pytestmark = pytest.mark.qemu  # skipped when QEMU is absent (conftest.py)
 
 # (run, metric) -> (cause, strict): model misses the suite knows, each explained with the real
 # counters in docs/validation.md.  A strict mark fails once the engine is fixed (rand-40k's

@@ -2,7 +2,9 @@
 
 ``explain`` runs one scenario and prints what QEMU would do, sync by sync, then the verdict;
 when the migration does not converge it also says which downtime limit or bandwidth would
-make it converge (a small sweep around the scenario).
+make it converge (a small sweep around the scenario).  With ``--qmp SOCKET`` the scenario
+starts from a running VM's own settings and measured dirtying (:mod:`sweep.qemu.probe`);
+options given on the command line win.
 """
 
 from __future__ import annotations
@@ -197,8 +199,56 @@ def _suggestions(scenario: dict[str, Any], base: pd.Series) -> list[str]:
     return [head, *lines] if lines else []
 
 
+class ProbeError(RuntimeError):
+    """The VM behind --qmp could not be read."""
+
+
+def _from_vm(args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
+    """The VM's parameters (sweep.qemu.probe), printed with where each came from; the ones
+    given on the command line are left to those."""
+    from pathlib import Path
+
+    from .qemu.probe import probe
+    from .qemu.qmp import QMPError
+
+    if min(args.calc_times) < 1 or len(set(args.calc_times)) < 2:
+        raise ParameterError(
+            "calc_times", " ".join(map(str, args.calc_times)),
+            "two or more different whole seconds, each at least 1",
+        )  # fmt: skip
+    if not Path(args.qmp).exists():
+        raise ProbeError(f"--qmp {args.qmp}: no such socket")
+    pattern = str(given.get("write_pattern", "uniform"))
+    seconds = sum(args.calc_times)
+    print(
+        f"Reading the VM at {args.qmp} (calc-dirty-rate windows of "
+        f"{', '.join(map(str, args.calc_times))} s: about {seconds} s) ...",
+        flush=True,
+    )
+    try:
+        vm = probe(args.qmp, args.calc_times, pattern)
+    except (OSError, TimeoutError, QMPError) as error:
+        raise ProbeError(
+            f"--qmp {args.qmp}: {error} (QEMU serves one client per QMP socket: if libvirt "
+            "holds this one, give the VM a second -qmp socket)"
+        ) from None
+    print("From the VM:")
+    for key in (p.name for p in PARAMETERS if p.name in vm.scenario):
+        value = vm.scenario[key]
+        where = "given on the command line" if key in given else vm.source.get(key, "the VM")
+        print(f"  {key} = {given.get(key, value)}  ({where})")
+    if "link_bandwidth" not in given:
+        print("  link_bandwidth: not the VM's to know; the default is used (set --link-bandwidth)")
+    for note in vm.notes:
+        print(f"  note: {note}")
+    print()
+    return vm.scenario
+
+
 def explain(args: argparse.Namespace) -> int:
     scenario = _scenario(args)
+    if args.qmp is not None:
+        scenario = {**_from_vm(args, scenario), **scenario}
     result = simulate([scenario])
     row = result.summary.iloc[0]
     print(
@@ -246,6 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument(
         "--no-suggestions", action="store_true", help="skip the what-would-converge search"
     )
+    vm = one.add_argument_group("a running VM (QEMU >= 5.2; see docs/model.md)")
+    vm.add_argument(
+        "--qmp", metavar="SOCKET",
+        help="Start from this VM's settings and measured dirtying (its QMP unix socket). "
+        "Options given here win; the link's speed is not the VM's to know.",
+    )  # fmt: skip
+    vm.add_argument(
+        "--calc-times", metavar="S", type=int, nargs="+", default=[1, 2, 4],
+        help="calc-dirty-rate windows in whole seconds (default 1 2 4): the rate and the "
+        "working set are fitted to them",
+    )  # fmt: skip
     one.set_defaults(func=explain)
     table = sub.add_parser("params", help="list the scenario parameters, units and defaults")
     table.set_defaults(func=params)
@@ -283,6 +344,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(_negatives_attached(argv))
     try:
         return args.func(args)
-    except ParameterError as error:
+    except (ParameterError, ProbeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -386,6 +387,32 @@ def _wait_for_guest(src: Qemu, serial: SerialLog, spec: RunSpec, timeout: float)
             return
         time.sleep(0.002)
     raise MigrationError(f"guest did not report within {timeout:.0f} s ({serial.path})")
+
+
+@contextlib.contextmanager
+def guest_vm(
+    spec: RunSpec, *, cache_dir: str | Path | None = None, boot_timeout: float = 30.0
+) -> Iterator[tuple[Qemu, SerialLog, Path]]:
+    """Our guest running as `spec` says, writing, no migration: (QEMU, its serial log, a
+    second QMP socket for a tool of the caller's, such as ``explain --qmp``)."""
+    guest = build_guest(cache_dir)
+    tmp = Path(tempfile.mkdtemp(prefix="pcs-vm-"))
+    monitor = tmp / "tool.qmp"
+    argv = qemu_argv(find_qemu(), spec, guest, tmp, "src")
+    argv += ["-qmp", f"unix:{monitor},server=on,wait=off"]
+    vm = Qemu("src", argv, tmp)
+    try:
+        try:
+            vm.qmp.connect(timeout=15.0)
+        except (TimeoutError, ConnectionError) as exc:
+            vm.check_alive()
+            raise MigrationError(f"src: {exc}") from exc
+        serial = SerialLog(tmp / "src.serial")
+        _wait_for_guest(vm, serial, spec, boot_timeout)
+        yield vm, serial, monitor
+    finally:
+        vm.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _configure(src: Qemu, spec: RunSpec, dst: Qemu | None) -> None:
