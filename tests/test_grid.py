@@ -78,6 +78,34 @@ def test_an_axis_without_repeats_warns_nothing():
     assert plan.size == 20
 
 
+@pytest.mark.parametrize(
+    "section, value, key",
+    [
+        ({"fixed": {"downtime_limit": "0.4ms"}}, "'0.4ms'", "fixed.downtime_limit"),
+        ({"axes": {"downtime_limit": ["300ms", "0.4ms"]}}, "'0.4ms'", "axes.downtime_limit[1]"),
+        ({"axes": {"downtime_limit": {"start": "0.1ms", "stop": "1s", "num": 3, "scale": "log"}}},
+         "0.1", "axes.downtime_limit[0]"),
+        ({"fixed": {"page_size": "64KiB"}, "axes": {"nonzero_size": [1000, "1GiB"]}}, "1000",
+         "axes.nonzero_size[0]"),
+    ],
+)  # fmt: skip
+def test_a_value_that_rounds_to_zero_is_refused_not_turned_into_zero(section, value, key):
+    """0 means something else (a threshold of 0, no limit, no data): 0.4 ms must not become
+    it by rounding, in the grid or in a scenario given directly."""
+    with pytest.raises(ParameterError) as caught:
+        grid.build(section)
+    assert f"({key}): {value} is not allowed; expected 0, or a value that does not round" in str(
+        caught.value
+    )
+
+
+def test_a_scenario_whose_value_rounds_to_zero_is_refused():
+    with pytest.raises(ParameterError, match=r"'0\.4' is not allowed; expected 0, or a value"):
+        api.prepare([{"downtime_limit": "0.4"}])
+    assert api.prepare([{"downtime_limit": "0.6"}])["downtime_limit_ms"][0] == 1
+    assert api.prepare([{"downtime_limit": 0}])["downtime_limit_ms"][0] == 0
+
+
 def test_sizes_round_to_whole_pages_like_normalize():
     config = {"fixed": {"page_size": "64KiB"}, "axes": {"ram_size": [5_000_000, "1GiB"]}}
     built = grid.build(config)

@@ -50,7 +50,14 @@ import numpy as np
 import pandas as pd
 
 from . import api
-from .params import PARAMETERS, Param, ParameterError, by_name_or_none, parse_value
+from .params import (
+    PARAMETERS,
+    Param,
+    ParameterError,
+    by_name_or_none,
+    not_rounding_to_zero,
+    parse_value,
+)
 from .units import UnitError, parse_dirty_rate
 
 __all__ = [
@@ -308,6 +315,8 @@ def _canonical(param: Param, value: object, where: str, page: float | None) -> t
                 number = number if page is None else round(number / page) * page
             else:
                 number = float(np.round(number))
+            if number == 0 and float(parsed) != 0:
+                raise ParameterError(param.name, value, not_rounding_to_zero(param), where=where)
         _in_range(param, number, value, where)
         return number, ("number", number)
     return parsed, ("label", parsed)

@@ -582,6 +582,17 @@ def unit_of(column: str) -> str:
     return ""
 
 
+def not_rounding_to_zero(param: Param) -> str:
+    """What the error says of a value that is not 0 but rounds to 0 (0.4 ms of downtime
+    limit): refused, since 0 means something else (no limit, no working set)."""
+    whole = (
+        "pages"
+        if param.name in ("ram_size", "nonzero_size", "working_set_size")
+        else (param.unit or "numbers")
+    )
+    return f"0, or a value that does not round to 0 (whole {whole})"
+
+
 def _check_range(
     param: Param, values: np.ndarray, index: pd.Index, given: pd.Series | None,
     unrounded: np.ndarray,
@@ -595,12 +606,16 @@ def _check_range(
         low = values < param.minimum
     if param.maximum is not None:
         high = values > param.maximum
-    bad = low | high | ~np.isfinite(values)
+    # a value that rounds to 0 (0.4 ms of downtime limit) would mean something else: refused
+    vanished = (values == 0) & (unrounded != 0) if param.dtype == "int64" else low
+    bad = low | high | ~np.isfinite(values) | vanished
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         value = unrounded[row].item()
         value = _number(value) if np.isfinite(value) else value
         allowed = f"{param.unit or 'a value'} in {param.range_text()}"
+        if vanished[row]:
+            allowed = not_rounding_to_zero(param)
         written = None if given is None else given.iloc[row]
         if isinstance(written, str) and written.strip() != value:
             amount = f"{value} {param.unit}".rstrip()
