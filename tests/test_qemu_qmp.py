@@ -17,7 +17,7 @@ from PIL import Image
 from sweep.api import prepare
 from sweep.qemu import driver
 from sweep.qemu.calibrate import model_inputs
-from sweep.qemu.probe import fit_writes, scenario_from_replies
+from sweep.qemu.probe import fit_writes, sample_pages_per_gib, scenario_from_replies
 from sweep.qemu.qmp import (
     QMPClient,
     QMPError,
@@ -620,3 +620,9 @@ def test_explain_qmp_errors_name_the_socket_and_the_windows(tmp_path, sweep_cli)
     assert "calc_times: '2' is not allowed; expected two or more different whole seconds" in (
         done.stderr
     )
+
+
+def test_the_probe_samples_the_same_pages_whatever_the_vms_size():
+    assert sample_pages_per_gib(512 * 2**20) == 16384  # QEMU's most: 8,192 pages sampled
+    assert sample_pages_per_gib(64 * 2**30) == 1024  # 65,536 pages sampled
+    assert sample_pages_per_gib(4 * 2**40) == 128  # QEMU's least

@@ -36,16 +36,21 @@ from .qmp import QMPClient
 
 __all__ = [
     "CALC_TIMES_S",
-    "SAMPLE_PAGES_PER_GIB",
+    "SAMPLED_PAGES",
     "DirtyFit",
     "Probe",
     "fit_writes",
     "probe",
+    "sample_pages_per_gib",
     "scenario_from_replies",
 ]
 
 CALC_TIMES_S = (1, 2, 4)  # windows measured, seconds (QEMU 7.2 takes whole seconds)
-SAMPLE_PAGES_PER_GIB = 16384  # QEMU's maximum: the least sampling noise
+# Pages sampled: about SAMPLED_PAGES in all (the sampling noise on a working set of 1 % of
+# RAM is then about 4 %), within QEMU's range of sample-pages per GiB.  Each window hashes
+# every sampled page twice; more samples would make the probe of a large VM costly.
+SAMPLED_PAGES = 65536
+SAMPLE_PAGES_PER_GIB = (128, 16384)
 MIB = 2**20
 # A fitted working set this close to all of RAM is not resolved: the windows did not
 # saturate, so the data only say W is large.
@@ -190,10 +195,15 @@ def scenario_from_replies(replies: dict[str, Any]) -> Probe:
     return out
 
 
+def sample_pages_per_gib(ram_bytes: float) -> int:
+    """calc-dirty-rate's sample-pages for a VM of `ram_bytes`: SAMPLED_PAGES in all."""
+    low, high = SAMPLE_PAGES_PER_GIB
+    return int(min(max(round(SAMPLED_PAGES / (ram_bytes / 2**30)), low), high))
+
+
 def measure_dirty(
-    client: QMPClient, calc_times: Sequence[int] = CALC_TIMES_S,
-    sample_pages: int = SAMPLE_PAGES_PER_GIB, page_size: int = 4096,
-) -> list[tuple[float, float]]:  # fmt: skip
+    client: QMPClient, calc_times: Sequence[int], sample_pages: int, page_size: int = 4096
+) -> list[tuple[float, float]]:
     """(window s, distinct pages changed) for each window, one calc-dirty-rate each.
 
     QEMU reports whole MiB/s over the window (dirtyrate.c shifts by 20 bits), so a count is
@@ -229,8 +239,9 @@ def probe(
             )
         }  # fmt: skip
         out = scenario_from_replies(replies)
-        total = int(out.scenario["ram_size"]) / 4096
-        fit = fit_writes(measure_dirty(client, calc_times), total, pattern)
+        ram = int(out.scenario["ram_size"])
+        windows = measure_dirty(client, calc_times, sample_pages_per_gib(ram))
+        fit = fit_writes(windows, ram / 4096, pattern)
     out.fit = fit
     out.scenario["write_pattern"] = pattern
     out.source["write_pattern"] = "given" if pattern != "uniform" else "assumed"
