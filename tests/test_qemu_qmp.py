@@ -9,11 +9,14 @@ import socket
 import threading
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
+from sweep import grid
 from sweep.api import prepare
 from sweep.qemu import driver
 from sweep.qemu.calibrate import model_inputs
@@ -626,3 +629,36 @@ def test_the_probe_samples_the_same_pages_whatever_the_vms_size():
     assert sample_pages_per_gib(512 * 2**20) == 16384  # QEMU's most: 8,192 pages sampled
     assert sample_pages_per_gib(64 * 2**30) == 1024  # 65,536 pages sampled
     assert sample_pages_per_gib(4 * 2**40) == 128  # QEMU's least
+
+
+def test_explain_saves_a_sweep_around_the_vm_that_the_pipeline_accepts(
+    sock_path, sweep_cli, tmp_path
+):
+    script = {command: ([], {"return": reply}) for command, reply in REPLIES_7_2.items()}
+    script["query-dirty-rate"] = ([], {"return": {"status": "measured", "dirty-rate": 16}})
+    FakeQemu(sock_path, script)
+    saved = tmp_path / "around.yaml"
+    done = sweep_cli(
+        "explain", "--qmp", str(sock_path), "--link-bandwidth", "10Gbit/s",
+        "--save-config", str(saved), "--no-suggestions",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    config = yaml.safe_load(saved.read_text())
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    jsonschema.validate(config, schema)
+    assert config["fixed"]["link_bandwidth"] == "10Gbit/s"  # given: fixed, not swept
+    assert config["fixed"]["auto_converge"] is True
+    assert config["fixed"]["qemu_version"] == "7.2" and config["fixed"]["vcpus"] == 2
+    assert list(config["axes"]) == ["dirty_rate", "max_bandwidth", "downtime_limit"]
+    assert config["axes"]["max_bandwidth"] == [67108864, 0]  # the VM's cap, and none
+    assert config["axes"]["dirty_rate"] == [2048, 4096, 8192]
+    assert "# downtime_limit: 123ms (the VM's downtime-limit); swept below" in saved.read_text()
+    plan = grid.plan(config)
+    assert plan.size == 2 * 3 * 12
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_save_config_needs_a_vm(sweep_cli, tmp_path):
+    done = sweep_cli("explain", "--save-config", str(tmp_path / "x.yaml"))
+    assert done.returncode == 2 and "save_config" in done.stderr and "--qmp only" in done.stderr
+    assert not (tmp_path / "x.yaml").exists()

@@ -13,6 +13,7 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -205,10 +206,8 @@ class ProbeError(RuntimeError):
 
 def _from_vm(args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
     """The VM's parameters (sweep.qemu.probe), printed with where each came from; the ones
-    given on the command line are left to those."""
-    from pathlib import Path
-
-    from .qemu.probe import probe
+    given on the command line are left to those.  With --save-config, a sweep around it."""
+    from .qemu.probe import probe, sweep_config
     from .qemu.qmp import QMPError
 
     if min(args.calc_times) < 1 or len(set(args.calc_times)) < 2:
@@ -218,6 +217,8 @@ def _from_vm(args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
         )  # fmt: skip
     if not Path(args.qmp).exists():
         raise ProbeError(f"--qmp {args.qmp}: no such socket")
+    if args.save_config is not None and not Path(args.save_config).parent.is_dir():
+        raise ProbeError(f"--save-config {args.save_config}: no such directory")
     pattern = str(given.get("write_pattern", "uniform"))
     seconds = sum(args.calc_times)
     print(
@@ -241,12 +242,34 @@ def _from_vm(args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
         print("  link_bandwidth: not the VM's to know; the default is used (set --link-bandwidth)")
     for note in vm.notes:
         print(f"  note: {note}")
+    if args.save_config is not None:
+        order = [p.name for p in PARAMETERS]
+        _save(Path(args.save_config), sweep_config(vm, given, _config_header(args), order))
+        print(f"Saved a sweep around this VM: {args.save_config}")
     print()
     return vm.scenario
 
 
+def _config_header(args: argparse.Namespace) -> str:
+    return (
+        f"A sweep around the VM at {args.qmp}, written by `python -m sweep explain --qmp`.\n"
+        f"Run it: snakemake --cores 2 --workflow-profile workflow/profiles/default "
+        f"--configfile {args.save_config}\n"
+        "Keys and units: config/README.md; what the probe reads and assumes: docs/model.md."
+    )
+
+
+def _save(path: Path, text: str) -> None:
+    """Whole or not at all: a temporary file beside it, then a rename."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
 def explain(args: argparse.Namespace) -> int:
     scenario = _scenario(args)
+    if args.save_config is not None and args.qmp is None:
+        raise ParameterError("save_config", args.save_config, "used with --qmp only")
     if args.qmp is not None:
         scenario = {**_from_vm(args, scenario), **scenario}
     result = simulate([scenario])
@@ -301,6 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--qmp", metavar="SOCKET",
         help="Start from this VM's settings and measured dirtying (its QMP unix socket). "
         "Options given here win; the link's speed is not the VM's to know.",
+    )  # fmt: skip
+    vm.add_argument(
+        "--save-config", metavar="FILE",
+        help="Also write a sweep config around the VM (its values fixed; link speed, "
+        "downtime limit and dirty rate swept, unless given here) for snakemake --configfile",
     )  # fmt: skip
     vm.add_argument(
         "--calc-times", metavar="S", type=int, nargs="+", default=[1, 2, 4],

@@ -43,6 +43,7 @@ __all__ = [
     "probe",
     "sample_pages_per_gib",
     "scenario_from_replies",
+    "sweep_config",
 ]
 
 CALC_TIMES_S = (1, 2, 4)  # windows measured, seconds (QEMU 7.2 takes whole seconds)
@@ -261,3 +262,38 @@ def probe(
             "rate is a lower bound (a faster writer would look the same)"
         )
     return out
+
+
+# The axes of a sweep around a probed VM (sweep_config): what the VM cannot say (the link)
+# and what its operator can set (the downtime limit), over the ranges that matter.
+AROUND_THE_VM = {
+    "link_bandwidth": "{start: 1Gbit/s, stop: 100Gbit/s, num: 9, scale: log}",
+    "downtime_limit": "{start: 30ms, stop: 5s, num: 12, scale: log}",
+}
+
+
+def sweep_config(vm: Probe, given: dict[str, Any], header: str, order: Sequence[str]) -> str:
+    """A sweep config (YAML text) around the probed VM, keys in `order`: its values fixed,
+    each with where it came from; as axes, the link's speed, the downtime limit, the VM's
+    max-bandwidth and no cap (a cap below the link makes the link's speed moot), and the
+    dirty rate at half, as measured and twice.  What the command line gave stays fixed."""
+    fixed = {**vm.scenario, **{k: str(v) for k, v in given.items()}}
+    axes = {k: v for k, v in AROUND_THE_VM.items() if k not in given}
+    cap = vm.scenario.get("max_bandwidth", "0")
+    if "max_bandwidth" not in given and cap != "0":
+        axes["max_bandwidth"] = f"[{cap}, 0]"
+    rate = float(vm.scenario["dirty_rate"])
+    if "dirty_rate" not in given and rate > 0:
+        axes["dirty_rate"] = "[" + ", ".join(f"{rate * f:.6g}" for f in (0.5, 1, 2)) + "]"
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    lines += [f"# note: {note}" for note in vm.notes]
+    lines += ["", "fixed:"]
+    for key in (k for k in order if k in fixed):
+        value = fixed[key] if key != "qemu_version" else f'"{fixed[key]}"'  # not a float
+        where = "given on the command line" if key in given else vm.source.get(key, "the VM")
+        if key in axes:
+            lines.append(f"  # {key}: {value} ({where}); swept below")
+        else:
+            lines.append(f"  {key}: {value}  # {where}")
+    lines += ["", "axes:"] + [f"  {key}: {axes[key]}" for key in order if key in axes]
+    return "\n".join(lines) + "\n"
