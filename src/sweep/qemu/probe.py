@@ -11,8 +11,8 @@ lengths and fits the model's curve for uniform writes, d(T) = W (1 - exp(-r T / 
 
 Assumptions (docs/model.md, "Inputs from a running VM"):
 
-* writes are uniform over the working set (a ring writer saturates the same way, but its
-  curve is a straight line up to W: the fit then reads W well and r from the short windows);
+* writes are uniform over the working set, or go round it as a ring when the caller says so
+  (``--write-pattern sequential``: its curve is min(W, r T));
 * a write changes the page's contents (page sampling hashes sampled pages; a write of the
   same bytes is not seen, and QEMU's dirty log would see it);
 * the guest's behaviour is steady over the seconds the windows take.
@@ -24,6 +24,7 @@ the VM's to know; the caller gives it.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import yaml
 
 from .qmp import QMPClient
 
@@ -83,8 +85,8 @@ NOT_MODELLED = ("xbzrle", "multifd", "compress")
 
 @dataclass
 class DirtyFit:
-    """The uniform curve through the measured windows: rate in pages/s, working set in pages
-    (None when the windows did not saturate: all non-zero memory, the model's default)."""
+    """The curve fitted to the measured windows: rate in pages/s, working set in pages (None
+    when the windows did not saturate: all non-zero memory, the model's default)."""
 
     rate: float
     working_set: float | None
@@ -98,12 +100,13 @@ def fit_writes(
     """The (rate, working set) whose curve of distinct pages fits the windows best, in
     relative error: uniform writes, W (1 - exp(-r T / W)), or a ring, min(W, r T).
 
-    Uniform: W is searched on a log grid from just above the largest count to all of RAM; for each W
-    the rate has a closed form, least squares through the origin of the transform
-    -ln(1 - d / W) = (r / W) T.  A ring is simpler (:func:`_fit_ring`).  Deterministic: no random
-    start, no solver.  Windows that all count the same pages (within SATURATED_GROWTH) have
-    saturated: W is their median and the rate only a lower bound, the rate at which the
-    shortest window would change SATURATED_SHARE of W (uniform) or all of it (a ring)."""
+    Uniform: W is searched on a log grid from just above the largest count to all of RAM;
+    for each W the rate has a closed form, least squares through the origin of the transform
+    -ln(1 - d / W) = (r / W) T.  A ring is simpler (:func:`_fit_ring`).  Deterministic: no
+    random start, no solver.  Windows that all count the same pages (within
+    SATURATED_GROWTH) have saturated: W is their median and the rate only a lower bound, the
+    rate at which the shortest window would change SATURATED_SHARE of W (uniform) or all of
+    it (a ring)."""
     pts = [(float(t), float(d)) for t, d in points]
     times = np.array([t for t, _ in pts])
     counts = np.array([d for _, d in pts])
@@ -264,6 +267,17 @@ def probe(
     return out
 
 
+def _yaml_value(text: str, as_text: bool = False) -> str:
+    """`text` as YAML that reads back as what our parser takes: plain when YAML reads it as
+    that text, a number or a boolean; quoted otherwise (a version, "a: b", "#")."""
+    try:
+        read = yaml.safe_load(text)
+    except yaml.YAMLError:
+        read = None
+    plain = read == text or (isinstance(read, (bool, int, float)) and not as_text)
+    return text if plain and "#" not in text else json.dumps(text)
+
+
 # The axes of a sweep around a probed VM (sweep_config): what the VM cannot say (the link)
 # and what its operator can set (the downtime limit), over the ranges that matter.
 AROUND_THE_VM = {
@@ -289,7 +303,7 @@ def sweep_config(vm: Probe, given: dict[str, Any], header: str, order: Sequence[
     lines += [f"# note: {note}" for note in vm.notes]
     lines += ["", "fixed:"]
     for key in (k for k in order if k in fixed):
-        value = fixed[key] if key != "qemu_version" else f'"{fixed[key]}"'  # not a float
+        value = _yaml_value(fixed[key], as_text=key == "qemu_version")  # 7.10 is not 7.1
         where = "given on the command line" if key in given else vm.source.get(key, "the VM")
         if key in axes:
             lines.append(f"  # {key}: {value} ({where}); swept below")
