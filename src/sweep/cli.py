@@ -262,8 +262,11 @@ def _config_header(args: argparse.Namespace) -> str:
 def _save(path: Path, text: str) -> None:
     """Whole or not at all: a temporary file beside it, then a rename."""
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    partial.replace(path)
+    try:
+        partial.write_text(text)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def explain(args: argparse.Namespace) -> int:
@@ -319,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument(
         "--no-suggestions", action="store_true", help="skip the what-would-converge search"
     )
-    vm = one.add_argument_group("a running VM (QEMU >= 5.2; see docs/model.md)")
+    vm = one.add_argument_group("a running VM (QEMU 6.1 or later; see docs/model.md)")
     vm.add_argument(
         "--qmp", metavar="SOCKET",
         help="Start from this VM's settings and measured dirtying (its QMP unix socket). "
@@ -328,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     vm.add_argument(
         "--save-config", metavar="FILE",
         help="Also write a sweep config around the VM (its values fixed; link speed, "
-        "downtime limit and dirty rate swept, unless given here) for snakemake --configfile",
+        "downtime limit, its rate cap or none, and dirty rate swept, unless given here) for "
+        "snakemake --configfile",
     )  # fmt: skip
     vm.add_argument(
         "--calc-times", metavar="S", type=int, nargs="+", default=[1, 2, 4],
