@@ -662,3 +662,15 @@ def test_save_config_needs_a_vm(sweep_cli, tmp_path):
     done = sweep_cli("explain", "--save-config", str(tmp_path / "x.yaml"))
     assert done.returncode == 2 and "save_config" in done.stderr and "--qmp only" in done.stderr
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_a_qemu_too_old_to_sample_is_named_before_any_measurement(sock_path, sweep_cli):
+    replies = {**REPLIES_7_2, "query-version": {"qemu": {"major": 6, "minor": 0, "micro": 0}}}
+    fake = FakeQemu(sock_path, {c: ([], {"return": r}) for c, r in replies.items()})
+    done = sweep_cli("explain", "--qmp", str(sock_path))
+    assert done.returncode == 2
+    assert "QEMU 6.0 cannot measure its dirty rate with sample-pages (QEMU 6.1 or later)" in (
+        done.stderr
+    )
+    assert "libvirt" not in done.stderr  # not a busy socket
+    assert not [m for m in fake.received if m["execute"] == "calc-dirty-rate"]

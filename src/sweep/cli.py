@@ -200,15 +200,15 @@ def _suggestions(scenario: dict[str, Any], base: pd.Series) -> list[str]:
     return [head, *lines] if lines else []
 
 
-class ProbeError(RuntimeError):
-    """The VM behind --qmp could not be read."""
+class CommandError(RuntimeError):
+    """An option the command cannot act on (a VM that cannot be read, a missing directory)."""
 
 
 def _from_vm(args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
     """The VM's parameters (sweep.qemu.probe), printed with where each came from; the ones
     given on the command line are left to those.  With --save-config, a sweep around it."""
-    from .qemu.probe import probe, sweep_config
-    from .qemu.qmp import QMPError
+    from .qemu.probe import ProbeError, probe, sweep_config
+    from .qemu.qmp import QMPError, QMPTimeoutError
 
     if min(args.calc_times) < 1 or len(set(args.calc_times)) < 2:
         raise ParameterError(
@@ -216,9 +216,9 @@ def _from_vm(args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
             "two or more different whole seconds, each at least 1",
         )  # fmt: skip
     if not Path(args.qmp).exists():
-        raise ProbeError(f"--qmp {args.qmp}: no such socket")
+        raise CommandError(f"--qmp {args.qmp}: no such socket")
     if args.save_config is not None and not Path(args.save_config).parent.is_dir():
-        raise ProbeError(f"--save-config {args.save_config}: no such directory")
+        raise CommandError(f"--save-config {args.save_config}: no such directory")
     pattern = str(given.get("write_pattern", "uniform"))
     seconds = sum(args.calc_times)
     print(
@@ -228,11 +228,13 @@ def _from_vm(args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
     )
     try:
         vm = probe(args.qmp, args.calc_times, pattern)
-    except (OSError, TimeoutError, QMPError) as error:
-        raise ProbeError(
+    except QMPTimeoutError as error:
+        raise CommandError(
             f"--qmp {args.qmp}: {error} (QEMU serves one client per QMP socket: if libvirt "
             "holds this one, give the VM a second -qmp socket)"
         ) from None
+    except (OSError, TimeoutError, QMPError, ProbeError) as error:
+        raise CommandError(f"--qmp {args.qmp}: {error}") from None
     print("From the VM:")
     for key in (p.name for p in PARAMETERS if p.name in vm.scenario):
         value = vm.scenario[key]
@@ -376,6 +378,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(_negatives_attached(argv))
     try:
         return args.func(args)
-    except (ParameterError, ProbeError) as error:
+    except (ParameterError, CommandError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -41,6 +41,7 @@ __all__ = [
     "SAMPLED_PAGES",
     "DirtyFit",
     "Probe",
+    "ProbeError",
     "fit_writes",
     "probe",
     "sample_pages_per_gib",
@@ -81,6 +82,14 @@ _PARAMETERS = {
 _CAPABILITIES = {"auto-converge": "auto_converge", "dirty-limit": "dirty_limit"}
 # Capabilities that change bytes per page, which the model does not follow (docs/model.md).
 NOT_MODELLED = ("xbzrle", "multifd", "compress")
+
+
+class ProbeError(RuntimeError):
+    """The VM cannot be probed (too old a QEMU, a socket that does not answer)."""
+
+
+# calc-dirty-rate came in QEMU 5.2, its sample-pages argument in 6.1
+FIRST_VERSION = (6, 1)
 
 
 @dataclass
@@ -243,6 +252,12 @@ def probe(
             )
         }  # fmt: skip
         out = scenario_from_replies(replies)
+        version = replies["query-version"]["qemu"]
+        if (version["major"], version["minor"]) < FIRST_VERSION:
+            raise ProbeError(
+                f"QEMU {out.scenario['qemu_version']} cannot measure its dirty rate with "
+                "sample-pages (QEMU 6.1 or later): give --dirty-rate and --working-set-size"
+            )
         ram = int(out.scenario["ram_size"])
         windows = measure_dirty(client, calc_times, sample_pages_per_gib(ram))
         fit = fit_writes(windows, ram / 4096, pattern)
