@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -104,6 +105,14 @@ def test_a_scenario_whose_value_rounds_to_zero_is_refused():
         api.prepare([{"downtime_limit": "0.4"}])
     assert api.prepare([{"downtime_limit": "0.6"}])["downtime_limit_ms"][0] == 1
     assert api.prepare([{"downtime_limit": 0}])["downtime_limit_ms"][0] == 0
+    # a value out of range keeps its own message, whatever the parameter's type
+    for key, value, allowed in (
+        ("link_bandwidth", "10", "expected bytes/s in [1000, "),
+        ("setup_time", "-1", "expected ms in [0, 600000]"),
+        ("downtime_limit", "-1", "expected ms in [0, 2000000]"),
+    ):
+        with pytest.raises(ParameterError, match=re.escape(allowed)):
+            api.prepare([{key: value}])
 
 
 def test_sizes_round_to_whole_pages_like_normalize():

@@ -607,7 +607,9 @@ def _check_range(
     if param.maximum is not None:
         high = values > param.maximum
     # a value that rounds to 0 (0.4 ms of downtime limit) would mean something else: refused
-    vanished = (values == 0) & (unrounded != 0) if param.dtype == "int64" else low
+    vanished = np.zeros(len(values), dtype=bool)
+    if param.dtype == "int64":
+        vanished = (values == 0) & (unrounded != 0)
     bad = low | high | ~np.isfinite(values) | vanished
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
