@@ -51,6 +51,8 @@ import pandas as pd
 
 from . import api
 from .params import (
+    NUMERIC_KINDS,
+    PAGE_ROUNDED,
     PARAMETERS,
     Param,
     ParameterError,
@@ -84,9 +86,6 @@ SECTIONS = ("chunk_size", "fixed", "axes", "zip")
 OTHER_SECTIONS = ("report",)
 RANGE_KEYS = ("start", "stop", "num", "scale")
 SCALES = ("linear", "log")
-NUMERIC_KINDS = ("size", "rate", "dirty_rate", "duration_ms", "duration_s", "int")
-# Sizes that normalize() rounds to whole pages (so the rounding depends on page_size).
-PAGE_ROUNDED = ("ram_size", "nonzero_size", "working_set_size")
 PARAMETER_NAMES = tuple(p.name for p in PARAMETERS)
 _NAME_LIST = "one of " + ", ".join(PARAMETER_NAMES)
 _GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")

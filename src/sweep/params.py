@@ -429,9 +429,13 @@ def parse_value(param: Param, value: object, ram_size: float | None = None) -> A
     return parse_version(value).label
 
 
+# Sizes that are rounded to whole pages (so the rounding depends on page_size).
+PAGE_ROUNDED = ("ram_size", "nonzero_size", "working_set_size")
+
+
 def _round_whole(param: Param, values: np.ndarray, page: np.ndarray) -> np.ndarray:
     """Sizes to whole pages, limits to whole ms and whole bytes/s, as QEMU stores them."""
-    if param.name in ("ram_size", "nonzero_size", "working_set_size"):
+    if param.name in PAGE_ROUNDED:
         return np.round(values / page) * page
     return np.round(values)
 
@@ -585,11 +589,7 @@ def unit_of(column: str) -> str:
 def not_rounding_to_zero(param: Param) -> str:
     """What the error says of a value that is not 0 but rounds to 0 (0.4 ms of downtime
     limit): refused, since 0 means something else (no limit, no working set)."""
-    whole = (
-        "pages"
-        if param.name in ("ram_size", "nonzero_size", "working_set_size")
-        else (param.unit or "numbers")
-    )
+    whole = "pages" if param.name in PAGE_ROUNDED else (param.unit or "numbers")
     return f"0, or a value that does not round to 0 (whole {whole})"
 
 
