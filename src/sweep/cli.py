@@ -237,9 +237,7 @@ def _from_vm(args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
         raise CommandError(f"--qmp {args.qmp}: {error}") from None
     print("From the VM:")
     for key in (p.name for p in PARAMETERS if p.name in vm.scenario):
-        value = vm.scenario[key]
-        where = "given on the command line" if key in given else vm.source.get(key, "the VM")
-        print(f"  {key} = {given.get(key, value)}  ({where})")
+        print(f"  {key} = {given.get(key, vm.scenario[key])}  ({vm.where(key, given)})")
     if "link_bandwidth" not in given:
         print("  link_bandwidth: not the VM's to know; the default is used (set --link-bandwidth)")
     for note in vm.notes:

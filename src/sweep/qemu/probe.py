@@ -56,6 +56,7 @@ CALC_TIMES_S = (1, 2, 4)  # windows measured, seconds (QEMU 7.2 takes whole seco
 SAMPLED_PAGES = 65536
 SAMPLE_PAGES_PER_GIB = (128, 16384)
 MIB = 2**20
+PAGE = 4096  # x86's TARGET_PAGE_SIZE: what the counts and sizes are in
 # A fitted working set this close to all of RAM is not resolved: the windows did not
 # saturate, so the data only say W is large.
 UNRESOLVED_SHARE = 0.95
@@ -137,7 +138,7 @@ def fit_writes(
     w = float(grid[best, 0])
     if w >= UNRESOLVED_SHARE * total_pages:
         # not saturated: the counts grow with the window; the rate is their slope
-        return DirtyFit(float(np.sum(counts * times) / np.sum(times**2)), None, False, pts)
+        return DirtyFit(_slope(times, counts), None, False, pts)
     return DirtyFit(float(k[best]) * w, w, False, pts)
 
 
@@ -149,11 +150,15 @@ def _fit_ring(times: np.ndarray, counts: np.ndarray, pts: list) -> DirtyFit:
     times, counts = times[order], counts[order]
     rate = counts[0] / times[0]
     if counts[-1] >= rate * times[-1] * (1.0 - SATURATED_GROWTH):
-        return DirtyFit(float(np.sum(counts * times) / np.sum(times**2)), None, False, pts)
+        return DirtyFit(_slope(times, counts), None, False, pts)
     w = float(counts[-1])
     below = counts < w * (1.0 - SATURATED_GROWTH / 10)
-    rate = np.sum(counts[below] * times[below]) / np.sum(times[below] ** 2)
-    return DirtyFit(float(rate), w, False, pts)
+    return DirtyFit(_slope(times[below], counts[below]), w, False, pts)
+
+
+def _slope(times: np.ndarray, counts: np.ndarray) -> float:
+    """Pages per second: the least-squares line through the origin."""
+    return float(np.sum(counts * times) / np.sum(times**2))
 
 
 @dataclass
@@ -166,11 +171,21 @@ class Probe:
     notes: list[str] = field(default_factory=list)
     fit: DirtyFit | None = None
 
+    def where(self, key: str, given: dict[str, Any]) -> str:
+        """Where `key`'s value comes from, the command line (`given`) first."""
+        return "given on the command line" if key in given else self.source.get(key, "the VM")
+
 
 def scenario_from_replies(replies: dict[str, Any]) -> Probe:
     """Our parameters from the replies of query-version, query-memory-size-summary,
-    query-cpus-fast, query-migrate-parameters and query-migrate-capabilities."""
+    query-cpus-fast, query-migrate-parameters and query-migrate-capabilities; a QEMU too old
+    to be measured (before FIRST_VERSION) is refused here, before any measurement."""
     version = replies["query-version"]["qemu"]
+    if (version["major"], version["minor"]) < FIRST_VERSION:
+        raise ProbeError(
+            f"QEMU {version['major']}.{version['minor']} cannot measure its dirty rate with "
+            "sample-pages (QEMU 6.1 or later): give --dirty-rate and --working-set-size"
+        )
     memory = replies["query-memory-size-summary"]
     out = Probe(
         scenario={
@@ -215,7 +230,7 @@ def sample_pages_per_gib(ram_bytes: float) -> int:
 
 
 def measure_dirty(
-    client: QMPClient, calc_times: Sequence[int], sample_pages: int, page_size: int = 4096
+    client: QMPClient, calc_times: Sequence[int], sample_pages: int
 ) -> list[tuple[float, float]]:
     """(window s, distinct pages changed) for each window, one calc-dirty-rate each.
 
@@ -232,7 +247,7 @@ def measure_dirty(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"calc-dirty-rate of {seconds} s did not finish")
             time.sleep(0.05)
-        points.append((float(seconds), float(reply["dirty-rate"]) * MIB / page_size * seconds))
+        points.append((float(seconds), float(reply["dirty-rate"]) * MIB / PAGE * seconds))
     return points
 
 
@@ -252,15 +267,9 @@ def probe(
             )
         }  # fmt: skip
         out = scenario_from_replies(replies)
-        version = replies["query-version"]["qemu"]
-        if (version["major"], version["minor"]) < FIRST_VERSION:
-            raise ProbeError(
-                f"QEMU {out.scenario['qemu_version']} cannot measure its dirty rate with "
-                "sample-pages (QEMU 6.1 or later): give --dirty-rate and --working-set-size"
-            )
         ram = int(out.scenario["ram_size"])
         windows = measure_dirty(client, calc_times, sample_pages_per_gib(ram))
-        fit = fit_writes(windows, ram / 4096, pattern)
+        fit = fit_writes(windows, ram / PAGE, pattern)
     out.fit = fit
     out.scenario["write_pattern"] = pattern
     out.source["write_pattern"] = "given" if pattern != "uniform" else "assumed"
@@ -268,7 +277,7 @@ def probe(
     windows = ", ".join(f"{d:.0f} pages in {t:g} s" for t, d in fit.points)
     out.source["dirty_rate"] = f"fitted to calc-dirty-rate: {windows}"
     if fit.working_set is not None:
-        out.scenario["working_set_size"] = str(4096 * math.ceil(fit.working_set))
+        out.scenario["working_set_size"] = str(PAGE * math.ceil(fit.working_set))
         out.source["working_set_size"] = "fitted: the windows saturate"
     else:
         out.notes.append(
@@ -319,7 +328,7 @@ def sweep_config(vm: Probe, given: dict[str, Any], header: str, order: Sequence[
     lines += ["", "fixed:"]
     for key in (k for k in order if k in fixed):
         value = _yaml_value(fixed[key], as_text=key == "qemu_version")  # 7.10 is not 7.1
-        where = "given on the command line" if key in given else vm.source.get(key, "the VM")
+        where = vm.where(key, given)
         if key in axes:
             lines.append(f"  # {key}: {value} ({where}); swept below")
         else:
