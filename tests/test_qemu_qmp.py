@@ -542,6 +542,14 @@ REPLIES_7_2 = {
 }  # fmt: skip
 
 
+def _scripted_vm(sock_path: Path, replies: dict) -> FakeQemu:
+    """A VM answering `replies`, whose calc-dirty-rate reads 16 MiB/s in every window:
+    counts that grow with the window, 4096 pages/s."""
+    script = {command: ([], {"return": reply}) for command, reply in replies.items()}
+    script["query-dirty-rate"] = ([], {"return": {"status": "measured", "dirty-rate": 16}})
+    return FakeQemu(sock_path, script)
+
+
 @pytest.mark.parametrize("rate, working_set", [(20000.0, 65536.0), (3000.0, 200000.0)])
 def test_the_fit_recovers_a_uniform_writer_from_its_own_curve(rate, working_set):
     windows = [(t, float(uniform(t, rate, working_set))) for t in (1, 2, 4)]
@@ -596,10 +604,7 @@ def test_a_capability_the_model_does_not_follow_is_noted():
 
 
 def test_explain_reads_a_vm_over_qmp_and_the_command_line_wins(sock_path, sweep_cli):
-    script = {command: ([], {"return": reply}) for command, reply in REPLIES_7_2.items()}
-    # 16 MiB/s in every window: counts that grow with the window, 4096 pages/s
-    script["query-dirty-rate"] = ([], {"return": {"status": "measured", "dirty-rate": 16}})
-    fake = FakeQemu(sock_path, script)
+    fake = _scripted_vm(sock_path, REPLIES_7_2)
     done = sweep_cli(
         "explain", "--qmp", str(sock_path), "--downtime-limit", "2s", "--no-suggestions"
     )
@@ -634,9 +639,7 @@ def test_the_probe_samples_the_same_pages_whatever_the_vms_size():
 def test_explain_saves_a_sweep_around_the_vm_that_the_pipeline_accepts(
     sock_path, sweep_cli, tmp_path
 ):
-    script = {command: ([], {"return": reply}) for command, reply in REPLIES_7_2.items()}
-    script["query-dirty-rate"] = ([], {"return": {"status": "measured", "dirty-rate": 16}})
-    FakeQemu(sock_path, script)
+    _scripted_vm(sock_path, REPLIES_7_2)
     saved = tmp_path / "around.yaml"
     done = sweep_cli(
         "explain", "--qmp", str(sock_path), "--link-bandwidth", "10Gbit/s",
@@ -666,7 +669,7 @@ def test_save_config_needs_a_vm(sweep_cli, tmp_path):
 
 def test_a_qemu_too_old_to_sample_is_named_before_any_measurement(sock_path, sweep_cli):
     replies = {**REPLIES_7_2, "query-version": {"qemu": {"major": 6, "minor": 0, "micro": 0}}}
-    fake = FakeQemu(sock_path, {c: ([], {"return": r}) for c, r in replies.items()})
+    fake = _scripted_vm(sock_path, replies)
     done = sweep_cli("explain", "--qmp", str(sock_path))
     assert done.returncode == 2
     assert "QEMU 6.0 cannot measure its dirty rate with sample-pages (QEMU 6.1 or later)" in (
