@@ -388,8 +388,8 @@ def test_a_configfile_replaces_the_default_config(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("source", ["config", "measure"])
 def test_validate_calibrates_on_this_host_only_when_asked(tmp_path, source):
-    """calibration_source: measure (the default) puts the calibration runs before the
-    comparison; config leaves them out."""
+    """calibration_source: measure (the shipped file's setting) puts the calibration runs
+    before the comparison; config leaves them out."""
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"axes": {"vcpus": [1, 2]}}))
     text = (ROOT / "config" / "validation.yaml").read_text()
     (tmp_path / "config").mkdir()
