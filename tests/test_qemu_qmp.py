@@ -304,6 +304,7 @@ def _comparison() -> pd.DataFrame:
              "dirty_sync_count": [4, 3, 3, 3],
              "transferred_bytes": [535156938.0, 535156938 * 0.99, 535156938.0, 535156938.0],
              "downtime_ms": [99.0, 50.0, 1.0, 5.0], "postcopy_bytes": [0.0, 0.0, 5.1e7, 0.0],
+             "downtime_bytes": [4e6, 0.0, 0.0, 1e6],
              "paused_time_ms": [np.nan, np.nan, np.nan, 510.0], "throttle_pct": [0, 0, 0, 0]}
         )  # fmt: skip
 
@@ -321,6 +322,7 @@ def test_compare_and_fidelity_table_report_signed_and_absolute_errors():
     assert cmp["real_paused_time_ms"].iloc[3] == 500.0  # total - downtime - the stop
     assert cmp["paused_time_error"].iloc[3] == pytest.approx(0.02)
     assert cmp["paused_time_error"].iloc[:3].isna().all()
+    assert cmp["model_downtime_bytes"].iloc[2] == 0.0 and cmp["real_downtime_bytes"].isna().all()
     table = fidelity_table(cmp).set_index("metric")
     assert table.loc["total_time", "max_abs_error"] == pytest.approx(2.0)
     assert table.loc["transferred", "max_abs_error"] == pytest.approx(1.0)
@@ -467,7 +469,7 @@ def test_comparison_flags_disturbed_runs():
             {"scenario_id": [0, 1], "converged": [True, True], "status": ["completed"] * 2,
              "total_time_ms": [3780.0] * 2, "dirty_sync_count": [3, 3],
              "transferred_bytes": [535156938.0] * 2, "downtime_ms": [99.0] * 2,
-             "postcopy_bytes": [0.0] * 2, "throttle_pct": [0, 0]}
+             "postcopy_bytes": [0.0] * 2, "downtime_bytes": [4e6] * 2, "throttle_pct": [0, 0]}
         )  # fmt: skip
 
     cmp = compare_runs(runs, FakeModel())

@@ -312,6 +312,8 @@ def real_outcome(run: Mapping[str, Any]) -> dict[str, Any]:
         "real_transferred_bytes": float(run["final_ram_transferred"]),
         "real_downtime_ms": float(run["final_downtime"]) if finished else np.nan,
         "real_postcopy_bytes": float(run.get("final_ram_postcopy_bytes", 0) or 0),
+        # RAM sent while the guest stood (ram.downtime-bytes): 0 for a switch to postcopy
+        "real_downtime_bytes": float(run.get("final_ram_downtime_bytes", np.nan)),
         "real_postcopy_time_ms": (
             float(run["final_total_time"]) - float(run["postcopy_started_ms"])
             if postcopy
@@ -405,6 +407,7 @@ def compare_runs(runs: pd.DataFrame, model: Any) -> pd.DataFrame:
                 "model_transferred_bytes": float(m["transferred_bytes"]),
                 "model_downtime_ms": float(m["downtime_ms"]),
                 "model_postcopy_bytes": float(m["postcopy_bytes"]),
+                "model_downtime_bytes": float(m["downtime_bytes"]),
                 "model_postcopy_time_ms": float(m.get("postcopy_time_ms", np.nan)),
                 "model_paused_time_ms": float(m.get("paused_time_ms", np.nan)),
                 "model_throttle_pct": float(m["throttle_pct"]),
