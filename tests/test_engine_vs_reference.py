@@ -100,6 +100,8 @@ def scenario(draw: st.DrawFn) -> dict:
         row["postcopy_bandwidth"] = draw(st.one_of(st.just(0.0), log_uniform(1e6, 1.5e10)))
     if way_out != "none" and by != "time":
         row[f"{way_out}_after_iterations"] = draw(st.integers(1, row["max_iterations"] or 40))
+    if way_out == "pause" and by != "time":  # the manager's stop lands after the sync
+        row["pause_delay"] = draw(st.sampled_from([0.0, 0.5, 3.0, 250.0, 7000.0]))
     if way_out != "none" and by != "syncs":
         row[f"{way_out}_after_time"] = draw(st.integers(1, 999)) / 1000.0 * row["max_time"]
     return row
@@ -374,6 +376,9 @@ def test_engine_equals_reference_when_the_manager_stops_the_guest() -> None:
         {**common, "pause_after_iterations": 2, "first_copy_bandwidth": "100MB/s",
          "working_set_size": "50%"},
         {**common, "pause_after_iterations": 2, "link_bandwidth": "100Mbit/s", "max_time": "40s"},
+        # the stop lands after the sync: within the next slice, after the next sync
+        {**common, "pause_after_iterations": 3, "pause_delay": 9.6, "max_bandwidth": "100MB/s"},
+        {**common, "pause_after_iterations": 1, "pause_delay": 4000.0},
         # libvirt's --timeout: mid-pass, in the first pass at first_copy_bandwidth, before
         # the sync count it would stop at, and after the migration would have converged
         {**common, "pause_after_time": "7.5s", "max_bandwidth": "100MB/s"},
@@ -385,7 +390,7 @@ def test_engine_equals_reference_when_the_manager_stops_the_guest() -> None:
     statuses = run_chunk(normalize(rows)).summary["status"]
     # completed-paused; cancelled-time; stopped by time; converged before the timeout
     assert (statuses[:5] == 5).all() and statuses[5] == 2
-    assert (statuses[6:9] == 5).all() and statuses[9] == 1
+    assert (statuses[6:11] == 5).all() and statuses[11] == 1
 
 
 def test_engine_equals_reference_when_postcopy_is_asked_for_at_a_set_time() -> None:

@@ -345,6 +345,31 @@ def test_pause_after_time_stops_the_guest_mid_pass() -> None:
     assert (timed["new_dirty_pages"].iloc[3:] == 0).all()
 
 
+def test_a_pause_delay_is_a_stop_at_that_time_after_the_sync() -> None:
+    """The manager acts on sync 2's event, but its stop lands 9.6 ms after the sync ends (the
+    QMP round trip): the same migration as a stop at that set time, and the guest's writes
+    until then are the next sync's only new pages."""
+    link, rate, sync = 125e6, 1e6, 1.5
+    common = dict(
+        ram_size="1GiB", dirty_rate=rate, write_pattern="sequential", link_bandwidth=link,
+        max_bandwidth=0, downtime_limit=300, setup_time=0, sync_time=sync, stop_time=2.0,
+        max_time="1h", max_iterations=30,
+    )  # fmt: skip
+    delayed = sweep.simulate([{**common, "pause_after_iterations": 2, "pause_delay": 9.6}])
+    it = delayed.iterations
+    stop_ms = it["time_ms"].iloc[1] + sync + 9.6  # sync 2 starts, costs, then the delay
+    timed = sweep.simulate([{**common, "pause_after_time": stop_ms / 1000}])
+    columns = ["time_ms", "remaining_bytes", "new_dirty_pages", "sync_reason"]
+    pd.testing.assert_frame_equal(it[columns], timed.iterations[columns])
+    s, t = delayed.summary.iloc[0], timed.summary.iloc[0]
+    assert s["status"] == t["status"] == "completed-paused"
+    assert s["paused_time_ms"] == pytest.approx(t["paused_time_ms"])
+    assert s["total_time_ms"] - s["downtime_ms"] - s["paused_time_ms"] == pytest.approx(stop_ms)
+    # at most what a ring writer covers in those 11.1 ms (fewer: some are still queued)
+    assert 0 < it["new_dirty_pages"].iloc[2] <= rate * (sync + 9.6) / 1000
+    assert (it["new_dirty_pages"].iloc[3:] == 0).all()
+
+
 def test_pause_is_not_used_when_pre_copy_switches_over_first() -> None:
     common = dict(ram_size="1GiB", dirty_rate=0, link_bandwidth="1Gbit/s", max_bandwidth=0)
     s = sweep.simulate([dict(common, pause_after_iterations=3), common]).summary

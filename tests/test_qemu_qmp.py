@@ -109,8 +109,9 @@ class FakeQemu:
                     conn.sendall(out)
 
 
-def _event(name: str, data: dict) -> dict:
-    return {"event": name, "data": data, "timestamp": {"seconds": 1, "microseconds": 2}}
+def _event(name: str, data: dict, at: float = 1.000002) -> dict:
+    stamp = {"seconds": int(at), "microseconds": round((at - int(at)) * 1e6)}
+    return {"event": name, "data": data, "timestamp": stamp}
 
 
 @pytest.fixture
@@ -283,8 +284,25 @@ def test_scenario_maps_the_run_and_the_calibration():
     assert sc["ram_size"] == 537403392 and sc["dirty_rate"] == 20000.0
     assert sc["nonzero_size"] == 509 * 2**20 + 380928
     assert sc["max_iterations"] == 0 and sc["max_time"] == 30.0
+    assert sc["pause_delay"] == 0.0  # no stop
     with pytest.raises(ValueError, match="rate=max"):
         scenario_for_run(_run_row(spec_rate="max"), CAL)
+    paused = _run_row(spec_pause_after_iterations=3, pause_lag_ms=9.6)
+    assert scenario_for_run(paused, CAL)["pause_delay"] == 9.6
+    assert scenario_for_run({**paused, "pause_lag_ms": np.nan}, CAL)["pause_delay"] == 0.0
+
+
+def test_the_pause_lag_is_the_stop_after_that_syncs_event():
+    """The model's pause_delay: the guest's STOP event after the event of the sync the manager
+    waited for; none when a stop at a set time came first or the sync never came."""
+    events = [_event("MIGRATION_PASS", {"pass": 2}, 1000.0),
+              _event("MIGRATION_PASS", {"pass": 3}, 1004.2), _event("STOP", {}, 1004.2096),
+              _event("MIGRATION_PASS", {"pass": 4}, 1004.4)]  # fmt: skip
+    assert driver._pause_lag_ms(events, 3) == pytest.approx(9.6, abs=1e-3)
+    assert driver._pause_lag_ms(events, 5) is None  # never synced that often
+    assert driver._pause_lag_ms(events, 0) is None  # no stop at a sync count
+    timed = [_event("STOP", {}, 1003.0), *events]  # the set time came first
+    assert driver._pause_lag_ms(timed, 3) is None
 
 
 def _comparison() -> pd.DataFrame:

@@ -203,14 +203,15 @@ def test_postcopy_phase_within_25_percent(comparison, run):
 
 
 @pytest.mark.parametrize("run", _cases("paused_time", [r for r in CI_RUNS if r in PAUSED]))
-def test_a_stopped_guest_stands_as_long_as_pre_copy_drains_within_10_percent(comparison, run):
+def test_a_stopped_guest_stands_as_long_as_pre_copy_drains_within_3_percent(comparison, run):
     """The manager stopped the guest on the sync's event; pre-copy drained the queue at
-    max-bandwidth and QEMU switched over.  The model stops it as the sync ends; the driver's
-    stop lands 2-8 ms later (event poll and QMP round trip) on a phase of 200-500 ms: the
-    bound is twice that lag, not 3 %."""
+    max-bandwidth and QEMU switched over.  The driver's stop lands 2-10 ms after the sync
+    (event poll and QMP round trip), and the model stops the guest as long after it
+    (pause_delay, from the run's STOP event): the guest's writes in between can take one pass
+    more, in QEMU and in the model (docs/validation.md).  The bound is total time's."""
     row = comparison.loc[run]
     assert row["real_verdict"] == "paused" == row["model_verdict"]
-    assert abs(row["paused_time_error"]) <= 0.10, (
+    assert abs(row["paused_time_error"]) <= 0.03, (
         f"real {row['real_paused_time_ms']:.0f} ms, model {row['model_paused_time_ms']:.0f} ms"
         + _host(row)
     )

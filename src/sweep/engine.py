@@ -51,7 +51,7 @@ CONSTANTS = (
     "max_iterations", "auto_converge",
     "dirty_limit", "quota", "periodic", "sync_le", "complete_le", "device_in_transferred",
     "trigger_pct", "ac_initial", "ac_increment", "ac_max", "tailslow", "zero_last", "L_first",
-    "postcopy_at", "postcopy_first", "manager_at", "L_post", "pause_at",
+    "postcopy_at", "postcopy_first", "manager_at", "L_post", "pause_at", "pause_delay_us",
 )  # fmt: skip
 STATE = (
     "t", "R_z", "R_c", "R_h", "R_n", "X", "precopy_bytes", "normal_pages", "zero_pages",
@@ -195,6 +195,7 @@ def _init(frame: pd.DataFrame) -> State:
     # at a set time (libvirt's --timeout) or as that sync ends, whichever comes first
     st.pause_at = never(i8("pause_after_iterations"))
     st.paused_at = never(to_us(f8("pause_after_time_s") * 1000.0))
+    st.pause_delay_us = to_us(f8("pause_delay_ms"))
     st.auto_converge = frame["auto_converge"].to_numpy().astype(bool)
     st.dirty_limit = frame["dirty_limit"].to_numpy().astype(bool)
     st.quota = f8("vcpus") * f8("vcpu_dirty_limit_mib_per_s") * 2**20 / st.P
@@ -496,12 +497,12 @@ class Engine:
         )
         if cost:
             st.t[i] = t + st.sync_us[i]
-        # the manager stops the guest on this sync's event (reference.bitmap_sync); an array
-        # of reasons holds timer and exact syncs only
+        # the manager stops the guest on this sync's event, pause_delay after it ends
+        # (reference.bitmap_sync); an array of reasons holds timer and exact syncs only
         ending = not isinstance(reason, np.ndarray) and reason in (SYNC_FINAL, SYNC_POSTCOPY)
         if self.pausing and not ending:
             j = i[sync_count == st.pause_at[i]]
-            st.paused_at[j] = np.minimum(st.paused_at[j], st.t[j])
+            st.paused_at[j] = np.minimum(st.paused_at[j], st.t[j] + st.pause_delay_us[j])
 
     def trigger_throttle(self, i: np.ndarray) -> None:
         """migration_trigger_throttle for scenarios closing a rate period."""

@@ -255,6 +255,10 @@ PARAMETERS: tuple[Param, ...] = (
           "is queued and switches over.  0 = never.  At most max_iterations; not with "
           "postcopy.",
           qemu="stop", minimum=0, maximum=10**9, dtype="int64"),
+    Param("pause_delay", "pause_delay_ms", "duration_ms", 0.0,
+          "How long after the pause_after_iterations sync ends the manager's stop lands "
+          "(its watch for the sync's event and the QMP round trip; the guest writes until "
+          "then); 0 = as the sync ends.", qemu="stop", minimum=0, maximum=60_000),
     Param("pause_after_time", "pause_after_time_s", "duration_s", 0.0,
           "Stop the guest (QMP stop) once the migration has run this long (libvirt's virsh "
           "migrate --timeout, whose default action suspends the guest); 0 = never.  Below "

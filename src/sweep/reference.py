@@ -110,6 +110,7 @@ class ReferenceMigration:
         # pause_after_iterations-th sync ends (bitmap_sync), whichever comes first
         pause_time = float(r["pause_after_time_s"])
         self.paused_at: int | None = us(pause_time * 1000.0) if pause_time else None
+        self.pause_delay_us = us(r["pause_delay_ms"])
         self.auto_converge = bool(r["auto_converge"])
         self.dirty_limit = bool(r["dirty_limit"])
         self.quota = float(r["vcpus"]) * float(r["vcpu_dirty_limit_mib_per_s"]) * 2**20 / self.P
@@ -250,9 +251,11 @@ class ReferenceMigration:
         if cost:
             self.t += self.sync_us
         if self.sync_count == self.pause_after and reason in (SYNC_SETUP, SYNC_EXACT, SYNC_TIMER):
-            # the manager stops the guest on this sync's MIGRATION_PASS event (QMP stop):
-            # the stop does not wait for the migration thread
-            self.paused_at = self.t if self.paused_at is None else min(self.paused_at, self.t)
+            # the manager stops the guest on this sync's MIGRATION_PASS event (QMP stop),
+            # pause_delay after the sync ends (the guest writes until then); the stop does not
+            # wait for the migration thread
+            stop = self.t + self.pause_delay_us
+            self.paused_at = stop if self.paused_at is None else min(self.paused_at, stop)
 
     def trigger_throttle(self) -> None:
         """migration_trigger_throttle: every 2nd period that dirtied > 50 % of what was sent."""

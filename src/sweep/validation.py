@@ -263,12 +263,19 @@ def scenario_for_run(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
         "postcopy_after_iterations": int(run.get("spec_postcopy_after_iterations", 0) or 0),
         "postcopy_after_time": float(run.get("spec_postcopy_after_s", 0) or 0),
         "pause_after_iterations": int(run.get("spec_pause_after_iterations", 0) or 0),
+        # the driver's stop landed this long after that sync's event (records before the
+        # sixteenth session lack it: 0, a stop as the sync ends)
+        "pause_delay": _finite_or_zero(run.get("pause_lag_ms")),
         "pause_after_time": float(run.get("spec_pause_after_s", 0) or 0),
         "setup_time": float(calibration["setup_time_ms"]),
         "sync_time": float(calibration["sync_time_ms"]),
         "stop_time": float(calibration["stop_time_ms"]),
         "device_state_size": int(calibration["device_state_bytes"]),
     }
+
+
+def _finite_or_zero(value: Any) -> float:
+    return float(value) if value is not None and pd.notna(value) else 0.0
 
 
 def _zero_layout(ram_total: int, nonzero: int) -> str:

@@ -627,6 +627,21 @@ def _act_when_synced(
         time.sleep(0.002)
 
 
+def _pause_lag_ms(events: list[dict[str, Any]], syncs: int) -> float | None:
+    """How long after the event of sync `syncs` the guest stopped (its STOP event), in ms: the
+    model's pause_delay.  None when no stop followed that sync (a stop at a set time came
+    first, or the migration ended before the sync)."""
+    passes = [e for e in events if e["event"] == "MIGRATION_PASS" and e["data"]["pass"] == syncs]
+    if not syncs or not passes:
+        return None
+    synced = event_time(passes[0])
+    stops = [event_time(e) for e in events if e["event"] == "STOP"]
+    after = [t for t in stops if t >= synced]
+    if not after or len(after) < len(stops):
+        return None
+    return (after[0] - synced) * 1000.0
+
+
 def _settled(
     src: Qemu, reply: dict[str, Any], samples: list[dict[str, Any]], t_migrate: float
 ) -> dict[str, Any]:
@@ -738,6 +753,7 @@ def _derive(
 
     info["setup_event_ms"] = first("setup")
     info["postcopy_started_ms"] = first("postcopy-active")
+    info["pause_lag_ms"] = _pause_lag_ms(events, spec.pause_after_iterations)
     offset = guest_clock_offset(guest)
     info["guest_clock_offset_s"] = offset
     ws_pages = (serial.boot or {}).get("ws_pages", 0)
