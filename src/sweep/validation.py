@@ -265,7 +265,7 @@ def scenario_for_run(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
         "pause_after_iterations": int(run.get("spec_pause_after_iterations", 0) or 0),
         # the driver's stop landed this long after that sync's event (records before the
         # sixteenth session lack it: 0, a stop as the sync ends)
-        "pause_delay": _finite_or_zero(run.get("pause_lag_ms")),
+        "pause_delay": _number(run.get("pause_lag_ms"), 0.0),
         "pause_after_time": float(run.get("spec_pause_after_s", 0) or 0),
         "setup_time": float(calibration["setup_time_ms"]),
         "sync_time": float(calibration["sync_time_ms"]),
@@ -274,8 +274,9 @@ def scenario_for_run(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
     }
 
 
-def _finite_or_zero(value: Any) -> float:
-    return float(value) if value is not None and pd.notna(value) else 0.0
+def _number(value: Any, missing: float = np.nan) -> float:
+    """A recorded value as a float; `missing` for None or NaN (a field older records lack)."""
+    return float(value) if value is not None and pd.notna(value) else missing
 
 
 def _zero_layout(ram_total: int, nonzero: int) -> str:
@@ -320,7 +321,7 @@ def real_outcome(run: Mapping[str, Any]) -> dict[str, Any]:
         "real_downtime_ms": float(run["final_downtime"]) if finished else np.nan,
         "real_postcopy_bytes": float(run.get("final_ram_postcopy_bytes", 0) or 0),
         # RAM sent while the guest stood (ram.downtime-bytes): 0 for a switch to postcopy
-        "real_downtime_bytes": float(run.get("final_ram_downtime_bytes", np.nan)),
+        "real_downtime_bytes": _number(run.get("final_ram_downtime_bytes")),
         "real_postcopy_time_ms": (
             float(run["final_total_time"]) - float(run["postcopy_started_ms"])
             if postcopy
