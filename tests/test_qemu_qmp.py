@@ -368,6 +368,7 @@ def test_fidelity_figures_show_every_metric(tmp_path):
     assert all(f">{metric}<" in html for metric in METRICS)
     assert ">postcopy<" in html and "real_postcopy_time_ms" in html
     assert ">paused<" in html and "real_paused_time_ms" in html
+    assert "real_downtime_bytes" in html and "model_downtime_bytes" in html
 
 
 def test_calibration_gives_the_model_inputs_under_the_config_keys():
