@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .api import simulate
+from .io import write_text
 from .params import PARAMETERS, ParameterError
 from .units import format_bytes, format_duration_ms, format_rate
 
@@ -244,7 +245,7 @@ def _from_vm(args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
         print(f"  note: {note}")
     if args.save_config is not None:
         order = [p.name for p in PARAMETERS]
-        _save(Path(args.save_config), sweep_config(vm, given, _config_header(args), order))
+        write_text(sweep_config(vm, given, _config_header(args), order), args.save_config)
         print(f"Saved a sweep around this VM: {args.save_config}")
     print()
     return vm.scenario
@@ -257,16 +258,6 @@ def _config_header(args: argparse.Namespace) -> str:
         f"--configfile {args.save_config}\n"
         "Keys and units: config/README.md; what the probe reads and assumes: docs/model.md."
     )
-
-
-def _save(path: Path, text: str) -> None:
-    """Whole or not at all: a temporary file beside it, then a rename."""
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        partial.write_text(text)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def explain(args: argparse.Namespace) -> int:

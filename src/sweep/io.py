@@ -45,6 +45,7 @@ __all__ = [
     "with_metadata",
     "write_metadata_file",
     "write_table",
+    "write_text",
 ]
 
 COMPRESSION = "zstd"
@@ -210,15 +211,21 @@ def write_metadata_file(schema_: pa.Schema, path: str | os.PathLike[str]) -> Pat
     return target
 
 
-def write_json(data: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Pretty JSON, atomically (for the manifest)."""
+def write_text(text: str, path: str | os.PathLike[str]) -> Path:
+    """A text file written whole or not at all (a temporary file beside it, then a rename)."""
     target, tmp = _atomic(Path(path))
     try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(text)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def write_json(data: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Pretty JSON, atomically (for the manifest)."""
+    text = json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n"
+    return write_text(text, path)
 
 
 def _json_default(value: object) -> object:
