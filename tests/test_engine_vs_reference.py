@@ -56,8 +56,12 @@ def scenario(draw: st.DrawFn) -> dict:
         "nonzero_size": nonzero * page,
         "working_set_size": working * page,
         "dirty_rate": draw(st.one_of(st.just(0.0), log_uniform(1.0, 3e6))),
-        "write_pattern": draw(st.sampled_from(["uniform", "sequential"])),
+        "write_pattern": (pattern := draw(st.sampled_from(["uniform", "sequential"]))),
         "zero_page_layout": draw(st.sampled_from(["mixed", "end"])),
+        # 'start' is refused for the ring (params)
+        "working_set_layout": draw(
+            st.sampled_from(["mixed", "start"] if pattern == "uniform" else ["mixed"])
+        ),
         "vcpus": draw(st.integers(1, 16)),
         "max_bandwidth": draw(st.one_of(st.just(0), log_uniform(2e5, 2e10).map(int))),
         "link_bandwidth": draw(log_uniform(1e6, 1.5e10)),

@@ -405,6 +405,17 @@ def test_relations_across_axes_name_the_grid_row():
     assert error.allowed.endswith("max_time is 300 s")
 
 
+def test_a_working_set_sent_first_is_refused_for_a_ring():
+    """working_set_layout 'start' is modelled for uniform writers only (docs/model.md): a
+    sweep that pairs it with the ring is refused before any work, at the row that does."""
+    config = {"fixed": {"working_set_layout": "start"},
+              "axes": {"write_pattern": ["uniform", "sequential"]}}  # fmt: skip
+    error = raises(config, "working_set_layout", "grid row 1", "write_pattern=sequential",
+                   "'mixed' with write_pattern 'sequential'")  # fmt: skip
+    assert error.value == "start"
+    assert grid.build({**config, "axes": {"write_pattern": ["uniform"]}}).plan.size == 1
+
+
 def test_a_sync_as_long_as_the_periodic_timer_is_refused_where_the_timer_runs():
     """9.2's 5 s timer under auto-converge: a sync of 5 s or more would find the next tick
     due as it ends and sync again without end (the model hung); refused before any work,

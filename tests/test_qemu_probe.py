@@ -7,7 +7,9 @@ known working set, read over a second QMP socket (sweep.qemu.probe).
 * What an operator would do next: the model on the probed inputs must predict a real
   migration of that guest (validation run ``ws256-rand-20k``, with the calibration block)
   about as well as it does on the guest's true settings: the verdict, the syncs within 1,
-  the total time within 10 % (the true settings miss by 3 %, miss 6 in docs/validation.md).
+  the total time within 10 % (the true settings miss by 0.4 %; the probed ones leave the
+  working set's place at its default, 'mixed', which alone misses by 3.5 %: miss 6 in
+  docs/validation.md).
 
 Skipped, with the install command, only when qemu-system-x86_64 is absent (conftest.py).
 """
@@ -90,6 +92,8 @@ def test_the_probed_inputs_predict_a_real_migration_of_the_guest(probed):
     guessed = {
         **true,
         **{k: found.scenario[k] for k in ("dirty_rate", "working_set_size", "write_pattern")},
+        # where the working set lies is not the VM's to tell: an operator keeps the default
+        "working_set_layout": "mixed",
     }
     errors = {}
     for name, scenario in (("true", true), ("probed", guessed)):

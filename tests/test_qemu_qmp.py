@@ -281,6 +281,9 @@ CAL = {"setup_time_ms": 2.0, "sync_time_ms": 0.12, "stop_time_ms": 0.04,
 def test_scenario_maps_the_run_and_the_calibration():
     sc = scenario_for_run(_run_row(spec_rate="20000", spec_pattern="rand"), CAL)
     assert sc["qemu_version"] == "7.2" and sc["write_pattern"] == "uniform"
+    assert sc["working_set_layout"] == "start"  # our guest's working set is low in RAM
+    ring = scenario_for_run(_run_row(spec_rate="20000", spec_pattern="seq"), CAL)
+    assert ring["write_pattern"] == "sequential" and ring["working_set_layout"] == "mixed"
     assert sc["ram_size"] == 537403392 and sc["dirty_rate"] == 20000.0
     assert sc["nonzero_size"] == 509 * 2**20 + 380928
     assert sc["max_iterations"] == 0 and sc["max_time"] == 30.0

@@ -50,7 +50,8 @@ CONSTANTS = (
     "S_dev", "setup_us", "sync_us", "stop_us", "max_time_us", "postcopy_time_us", "horizon_us",
     "max_iterations", "auto_converge",
     "dirty_limit", "quota", "periodic", "sync_le", "complete_le", "device_in_transferred",
-    "trigger_pct", "ac_initial", "ac_increment", "ac_max", "tailslow", "zero_last", "L_first",
+    "trigger_pct", "ac_initial", "ac_increment", "ac_max", "tailslow", "zero_last", "hot_first",
+    "L_first",
     "postcopy_at", "postcopy_first", "manager_at", "L_post", "pause_at", "pause_delay_us",
 )  # fmt: skip
 STATE = (
@@ -223,6 +224,8 @@ def _init(frame: pd.DataFrame) -> State:
     st.R_n = zeros()  # added by the last sync: behind the scan cursor
     layout_of, layouts = label_codes(frame["zero_page_layout"])
     st.zero_last = np.array([str(v) == "end" for v in layouts], dtype=bool)[layout_of]
+    layout_of, layouts = label_codes(frame["working_set_layout"])
+    st.hot_first = np.array([str(v) == "start" for v in layouts], dtype=bool)[layout_of]
     st.X, st.precopy_bytes, st.normal_pages, st.zero_pages = zeros(), zeros(), zeros(), zeros()
     st.sync_count = np.zeros(n, dtype=np.int64)
     st.win_start = np.zeros(n, dtype=np.int64)
@@ -306,28 +309,41 @@ def regular_window(st: State, i: np.ndarray | slice) -> None:
     ) = window_rates(window_bytes, C.BUFFER_DELAY_US / 1000.0, st.Bsw[i], st.DL[i])  # fmt: skip
 
 
+def old_data(
+    cold: np.ndarray, hot: np.ndarray, hot_first: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The old queue's data pages in two parts: those the scan meets first (the working
+    set, for working_set_layout "start"), then the rest."""
+    return np.where(hot_first, hot, 0.0), cold + np.where(hot_first, 0.0, hot)
+
+
 def scan_order(
-    zero: np.ndarray, data: np.ndarray, new: np.ndarray, zero_last: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The queues as the scan meets them: old pages with the zero pages among them (or
-    after them, for zero_page_layout "end"), then the zero pages, then the last sync's."""
-    return np.where(zero_last, data, zero + data), np.where(zero_last, zero, 0.0), new
+    zero: np.ndarray, ahead: np.ndarray, data: np.ndarray, new: np.ndarray,
+    zero_last: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """The queues as the scan meets them (reference.segments): the old data pages met first
+    (old_data), the other old pages with the zero pages among them (or after them, for
+    zero_page_layout "end"), then the zero pages, then the last sync's."""
+    return ahead, np.where(zero_last, data, zero + data), np.where(zero_last, zero, 0.0), new
 
 
 def wire_order(
-    zero: np.ndarray, data: np.ndarray, new: np.ndarray, wire_normal: np.ndarray,
-    zero_last: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    zero: np.ndarray, ahead: np.ndarray, data: np.ndarray, new: np.ndarray,
+    wire_normal: np.ndarray, zero_last: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """Wire bytes of the queues (in pages) in scan order: a zero page costs ZERO_PAGE_BYTES,
     any other page and its header wire_normal."""
-    return scan_order(zero * C.ZERO_PAGE_BYTES, data * wire_normal, new * wire_normal, zero_last)
+    return scan_order(
+        zero * C.ZERO_PAGE_BYTES, ahead * wire_normal, data * wire_normal, new * wire_normal,
+        zero_last,
+    )  # fmt: skip
 
 
 class Scan:
-    """The queue in scan order: three segments (wire bytes, pages), each of one cost per page.
+    """The queue in scan order: four segments (wire bytes, pages), each of one cost per page.
 
     Pages sent are then a piecewise-linear function of bytes sent, which is what lets a jump
-    cross from the pages left at a sync to the pages it added.  Arrays are (3, n): one row
+    cross from the pages left at a sync to the pages it added.  Arrays are (4, n): one row
     per segment.  Queries take positions of shape (n,) or a stack (q, n) of several, so that
     one set of numpy calls answers them all (the jump's cost is mostly calls, not elements).
     """
@@ -344,7 +360,8 @@ class Scan:
             for total, rows in ((start, wire), (before, pages)):
                 total[0] = 0.0
                 total[1] = rows[0]
-                np.add(rows[0], rows[1], out=total[2])
+                np.add(total[1], rows[1], out=total[2])
+                np.add(total[2], rows[2], out=total[3])
             live = wire > 0
             per_byte = np.where(live, pages / np.where(live, wire, 1.0), 0.0)
         self.start, self.before, self.per_byte = start, before, per_byte
@@ -414,12 +431,13 @@ class Engine:
             st.R_z[i] * C.ZERO_PAGE_BYTES + (st.R_c[i] + st.R_h[i] + st.R_n[i]) * st.wire_normal[i]
         )
 
-    def segments(self, i: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def segments(
+        self, i: np.ndarray | slice
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Wire bytes of the queues in scan order (reference.segments)."""
         st = self.st
-        return wire_order(
-            st.R_z[i], st.R_c[i] + st.R_h[i], st.R_n[i], st.wire_normal[i], st.zero_last[i]
-        )
+        ahead, data = old_data(st.R_c[i], st.R_h[i], st.hot_first[i])
+        return wire_order(st.R_z[i], ahead, data, st.R_n[i], st.wire_normal[i], st.zero_last[i])
 
     def first_touch_ends(self) -> None:
         """reference.slice_rate: once the old queue holds no first-pass page (it emptied, or
@@ -656,10 +674,11 @@ class Engine:
             shares.append(np.where(whole, 1.0, left / np.where(wire > 0, wire, 1.0)))
             left = np.where(whole, left - wire, 0.0)
         partial, whole_or_none = go & ~empties, np.where(go, 1.0, 0.0)
-        data_share, zero_share, new_share = (
+        hot_share, data_share, zero_share, new_share = (
             np.where(partial, share, whole_or_none) for share in shares
         )
         zero_share = np.where(st.zero_last, zero_share, data_share)
+        hot_share = np.where(st.hot_first, hot_share, data_share)
         rate = st.slice_rate
         duration = np.where(
             empties,
@@ -669,10 +688,15 @@ class Engine:
         spent = np.where(empties, budget_bound & num.same(need, cap), budget_bound)
         sent = np.where(go, sent, 0.0)  # scenarios not in `go` move by zero
         zero = st.R_z * zero_share
-        normal = (st.R_c + st.R_h) * data_share + st.R_n * new_share
+        # R_c x data_share + R_h x hot_share, written so that it is (R_c + R_h) x data_share
+        # to the bit when the working set goes with the rest (hot_share == data_share)
+        normal = (
+            (st.R_c + st.R_h) * data_share + st.R_h * (hot_share - data_share)
+            + st.R_n * new_share
+        )  # fmt: skip
         st.R_z -= zero
         st.R_c -= st.R_c * data_share
-        st.R_h -= st.R_h * data_share
+        st.R_h -= st.R_h * hot_share
         st.R_n -= st.R_n * new_share
         st.zero_pages += zero
         st.normal_pages += normal
@@ -710,8 +734,8 @@ class Engine:
         of those are still in the first pass (sent at first_copy_bandwidth)."""
         st = self.st
         wire = self.wire_bytes(i)
-        old, zero, _ = self.segments(i)
-        first_bytes = np.where(st.first_pass[i], old + zero, 0.0)
+        hot, old, zero, _ = self.segments(i)
+        first_bytes = np.where(st.first_pass[i], hot + old + zero, 0.0)
         st.zero_pages[i] += st.R_z[i]
         st.normal_pages[i] += st.R_c[i] + st.R_h[i] + st.R_n[i]
         st.R_z[i] = st.R_c[i] = st.R_h[i] = st.R_n[i] = 0.0
@@ -909,8 +933,8 @@ class Engine:
         queued = np.add.reduce(scan.wire, axis=0)
         if self.touching:
             # At first_pass_bandwidth only while the old queue holds first-pass pages: every
-            # slice passed must start before its end (scan.start[2]), by GUARD of the queue.
-            old_end = scan.start[2] - queued * GUARD
+            # slice passed must start before its end (scan.start[3]), by GUARD of the queue.
+            old_end = scan.start[3] - queued * GUARD
             limit = np.where(st.first_touch, np.minimum(limit, old_end - base), limit)
         # Regular decision points: window j's first slice starts base + j windows' bytes in,
         # its second cap1 later.  Count the quiet ones of each kind.
@@ -1043,13 +1067,17 @@ class Engine:
         """Take `sent` bytes (one entry per row, 0 for none) from the queues in scan order
         (no clock, no window counters)."""
         st = self.st
-        data, zero, new = scan.left(sent)
+        hot, data, zero, new = scan.left(sent)
         zero = np.where(st.zero_last, zero, data)
+        hot = np.where(st.hot_first, hot, data)
         st.zero_pages += st.R_z * (1.0 - zero)
-        st.normal_pages += (st.R_c + st.R_h) * (1.0 - data) + st.R_n * (1.0 - new)
+        # as in ram_save_iterate: (R_c + R_h) x (1 - data) to the bit unless hot goes first
+        st.normal_pages += (
+            (st.R_c + st.R_h) * (1.0 - data) + st.R_h * (data - hot) + st.R_n * (1.0 - new)
+        )  # fmt: skip
         st.R_z *= zero
         st.R_c *= data
-        st.R_h *= data
+        st.R_h *= hot
         st.R_n *= new
         st.X += sent
         st.precopy_bytes += sent
@@ -1059,10 +1087,10 @@ class Engine:
         queued (remaining(), from the same arrays)."""
         st = self.st
         zero, cold, hot, new = st.R_z, st.R_c, st.R_h, st.R_n
-        data = cold + hot
+        ahead, data = old_data(cold, hot, st.hot_first)
         last, wire_normal = st.zero_last, st.wire_normal
-        pages = np.array(scan_order(zero, data, new, last))
-        wire = np.array(wire_order(zero, data, new, wire_normal, last))
+        pages = np.array(scan_order(zero, ahead, data, new, last))
+        wire = np.array(wire_order(zero, ahead, data, new, wire_normal, last))
         return Scan(wire, pages), zero + cold + hot + new
 
     def record_jump_samples(self, i, k, t0, x0, base, window_bytes, pages, scan) -> None:  # noqa: ANN001

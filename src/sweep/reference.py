@@ -122,6 +122,9 @@ class ReferenceMigration:
         # Pages the last sync added: behind the scan cursor, so sent after the others.
         self.R_n = 0.0
         self.zero_last = r["zero_page_layout"] == "end"
+        # working_set_layout 'start': the working set lies at the start of RAM, so the first
+        # pass's scan meets it before the other data (uniform writers only: params)
+        self.hot_first = r["working_set_layout"] == "start"
         # The old queue still holds the first pass: pages the destination never received.
         self.first_pass = True
         # The writer's last arc covered the whole working set (true of the setup queue).
@@ -167,20 +170,23 @@ class ReferenceMigration:
         """Bytes on the wire to send every queued page."""
         return self.R_z * C.ZERO_PAGE_BYTES + (self.R_c + self.R_h + self.R_n) * self.wire_normal
 
-    def segments(self) -> tuple[float, float, float]:
+    def segments(self) -> tuple[float, float, float, float]:
         """Wire bytes of the queues in the order the scan meets them.
 
         QEMU scans RAM in address order from a cursor that survives syncs, and a sync can
         only add pages the cursor has passed (pages ahead of it are still queued): so the
-        pages queued before the last sync go first (zero pages among them, or after them
-        with zero_page_layout 'end'), then the pages the last sync added.
+        pages queued before the last sync go first (the working set's ahead of the rest with
+        working_set_layout 'start'; zero pages among them, or after them with
+        zero_page_layout 'end'), then the pages the last sync added.  The old queue holds
+        cold pages only in the first pass, so the working set's place matters only there.
         """
-        data = (self.R_c + self.R_h) * self.wire_normal
+        hot = self.R_h * self.wire_normal if self.hot_first else 0.0
+        data = (self.R_c + (0.0 if self.hot_first else self.R_h)) * self.wire_normal
         zero = self.R_z * C.ZERO_PAGE_BYTES
         new = self.R_n * self.wire_normal
         if self.zero_last:
-            return data, zero, new
-        return zero + data, 0.0, new
+            return hot, data, zero, new
+        return hot, zero + data, 0.0, new
 
     def writing_us(self) -> int:
         """How long the guest ran since the last sync: until now, or until the manager
@@ -359,7 +365,7 @@ class ReferenceMigration:
         self.ram_save_iterate()
         return False
 
-    def shares(self, sent: float) -> tuple[float, float, float]:
+    def shares(self, sent: float) -> tuple[float, float, float, float]:
         """Which part of each queue `sent` wire bytes take, in scan order."""
         out = []
         left = sent
@@ -370,7 +376,7 @@ class ReferenceMigration:
             else:
                 out.append(left / wire)
                 left = 0.0
-        return out[0], out[1], out[2]
+        return out[0], out[1], out[2], out[3]
 
     def slice_rate(self) -> float:
         """The rate of the next iterate slice: first_pass_bandwidth (by default
@@ -401,22 +407,24 @@ class ReferenceMigration:
         need = self.wire_bytes()
         if num.at_most(need, cap):  # the queue empties inside this slice
             sent, duration = need, int(num.ceil(need / rate))
-            data_share = zero_share = new_share = 1.0
+            hot_share = data_share = zero_share = new_share = 1.0
             self.budget_spent = budget_bound and bool(num.same(need, cap))
         else:
             sent = cap
-            data_share, zero_share, new_share = self.shares(cap)
+            hot_share, data_share, zero_share, new_share = self.shares(cap)
             duration = C.MAX_WAIT_US
             if budget_bound:
                 duration = min(int(num.ceil(cap / rate)), C.MAX_WAIT_US)
             self.budget_spent = budget_bound
         if not self.zero_last:
             zero_share = data_share
+        if not self.hot_first:
+            hot_share = data_share
         zero = self.R_z * zero_share
-        normal = (self.R_c + self.R_h) * data_share + self.R_n * new_share
+        normal = self.R_c * data_share + self.R_h * hot_share + self.R_n * new_share
         self.R_z -= zero
         self.R_c -= self.R_c * data_share
-        self.R_h -= self.R_h * data_share
+        self.R_h -= self.R_h * hot_share
         self.R_n -= self.R_n * new_share
         self.zero_pages += zero
         self.normal_pages += normal
@@ -452,8 +460,8 @@ class ReferenceMigration:
         """Count every queued page as sent: their wire bytes, and how many of those are
         still in the first pass (sent at first_copy_bandwidth)."""
         wire = self.wire_bytes()
-        old, zero, _ = self.segments()
-        first_bytes = old + zero if self.first_pass else 0.0
+        hot, old, zero, _ = self.segments()
+        first_bytes = hot + old + zero if self.first_pass else 0.0
         self.zero_pages += self.R_z
         self.normal_pages += self.R_c + self.R_h + self.R_n
         self.R_z = self.R_c = self.R_h = self.R_n = 0.0
