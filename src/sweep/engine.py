@@ -313,37 +313,35 @@ def old_data(
     cold: np.ndarray, hot: np.ndarray, hot_first: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The old queue's data pages in two parts: those the scan meets first (the working
-    set, for working_set_layout "start"), then the rest."""
+    set, for working_set_layout "start"), then the rest.  Only chunks that hold such a
+    scenario keep the first part as a segment of its own (Engine.ahead)."""
     return np.where(hot_first, hot, 0.0), cold + np.where(hot_first, 0.0, hot)
 
 
 def scan_order(
-    zero: np.ndarray, ahead: np.ndarray, data: np.ndarray, new: np.ndarray,
-    zero_last: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """The queues as the scan meets them (reference.segments): the old data pages met first
-    (old_data), the other old pages with the zero pages among them (or after them, for
+    zero: np.ndarray, data: np.ndarray, new: np.ndarray, zero_last: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The queues as the scan meets them (reference.segments, but for the working set that
+    old_data puts ahead): old pages with the zero pages among them (or after them, for
     zero_page_layout "end"), then the zero pages, then the last sync's."""
-    return ahead, np.where(zero_last, data, zero + data), np.where(zero_last, zero, 0.0), new
+    return np.where(zero_last, data, zero + data), np.where(zero_last, zero, 0.0), new
 
 
 def wire_order(
-    zero: np.ndarray, ahead: np.ndarray, data: np.ndarray, new: np.ndarray,
-    wire_normal: np.ndarray, zero_last: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    zero: np.ndarray, data: np.ndarray, new: np.ndarray, wire_normal: np.ndarray,
+    zero_last: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """Wire bytes of the queues (in pages) in scan order: a zero page costs ZERO_PAGE_BYTES,
     any other page and its header wire_normal."""
-    return scan_order(
-        zero * C.ZERO_PAGE_BYTES, ahead * wire_normal, data * wire_normal, new * wire_normal,
-        zero_last,
-    )  # fmt: skip
+    return scan_order(zero * C.ZERO_PAGE_BYTES, data * wire_normal, new * wire_normal, zero_last)
 
 
 class Scan:
-    """The queue in scan order: four segments (wire bytes, pages), each of one cost per page.
+    """The queue in scan order: three or four segments (wire bytes, pages), each of one cost
+    per page (Engine.segments).
 
     Pages sent are then a piecewise-linear function of bytes sent, which is what lets a jump
-    cross from the pages left at a sync to the pages it added.  Arrays are (4, n): one row
+    cross from the pages left at a sync to the pages it added.  Arrays are (k, n): one row
     per segment.  Queries take positions of shape (n,) or a stack (q, n) of several, so that
     one set of numpy calls answers them all (the jump's cost is mostly calls, not elements).
     """
@@ -360,8 +358,8 @@ class Scan:
             for total, rows in ((start, wire), (before, pages)):
                 total[0] = 0.0
                 total[1] = rows[0]
-                np.add(total[1], rows[1], out=total[2])
-                np.add(total[2], rows[2], out=total[3])
+                for k in range(2, len(rows)):
+                    np.add(total[k - 1], rows[k - 1], out=total[k])
             live = wire > 0
             per_byte = np.where(live, pages / np.where(live, wire, 1.0), 0.0)
         self.start, self.before, self.per_byte = start, before, per_byte
@@ -418,6 +416,9 @@ class Engine:
         self.timed_postcopy = bool(np.count_nonzero(st.postcopy_time_us != NEVER))
         # any guest the manager may stop (after a sync count, or at a set time)
         self.pausing = bool(np.count_nonzero((st.pause_at != NEVER) | (st.paused_at != NEVER)))
+        # any working set the first pass sends ahead of the other data: a fourth segment
+        # (segments, scan), which costs some 9 % where no scenario needs it
+        self.ahead = bool(np.count_nonzero(st.hot_first))
         self.bitmap_sync(np.arange(n), SYNC_SETUP, cost=False)
 
     # --- helpers --------------------------------------------------------------------------
@@ -431,13 +432,17 @@ class Engine:
             st.R_z[i] * C.ZERO_PAGE_BYTES + (st.R_c[i] + st.R_h[i] + st.R_n[i]) * st.wire_normal[i]
         )
 
-    def segments(
-        self, i: np.ndarray | slice
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Wire bytes of the queues in scan order (reference.segments)."""
+    def segments(self, i: np.ndarray | slice) -> tuple[np.ndarray, ...]:
+        """Wire bytes of the queues in scan order (reference.segments): the working set
+        first if the chunk has any that goes first (Engine.ahead), then the old data with the
+        zero pages among them, the zero pages (zero_page_layout "end"), the last sync's."""
         st = self.st
+        wire_normal, zero_last = st.wire_normal[i], st.zero_last[i]
+        if not self.ahead:
+            data = st.R_c[i] + st.R_h[i]
+            return wire_order(st.R_z[i], data, st.R_n[i], wire_normal, zero_last)
         ahead, data = old_data(st.R_c[i], st.R_h[i], st.hot_first[i])
-        return wire_order(st.R_z[i], ahead, data, st.R_n[i], st.wire_normal[i], st.zero_last[i])
+        return ahead * wire_normal, *wire_order(st.R_z[i], data, st.R_n[i], wire_normal, zero_last)
 
     def first_touch_ends(self) -> None:
         """reference.slice_rate: once the old queue holds no first-pass page (it emptied, or
@@ -674,11 +679,11 @@ class Engine:
             shares.append(np.where(whole, 1.0, left / np.where(wire > 0, wire, 1.0)))
             left = np.where(whole, left - wire, 0.0)
         partial, whole_or_none = go & ~empties, np.where(go, 1.0, 0.0)
-        hot_share, data_share, zero_share, new_share = (
-            np.where(partial, share, whole_or_none) for share in shares
-        )
+        shares = [np.where(partial, share, whole_or_none) for share in shares]
+        hot_share, data_share, zero_share, new_share = [None] * (not self.ahead) + shares
         zero_share = np.where(st.zero_last, zero_share, data_share)
-        hot_share = np.where(st.hot_first, hot_share, data_share)
+        # the working set's share: its own where it goes first, else the old data's
+        hot_share = np.where(st.hot_first, hot_share, data_share) if self.ahead else data_share
         rate = st.slice_rate
         duration = np.where(
             empties,
@@ -688,12 +693,9 @@ class Engine:
         spent = np.where(empties, budget_bound & num.same(need, cap), budget_bound)
         sent = np.where(go, sent, 0.0)  # scenarios not in `go` move by zero
         zero = st.R_z * zero_share
-        # R_c x data_share + R_h x hot_share, written so that it is (R_c + R_h) x data_share
-        # to the bit when the working set goes with the rest (hot_share == data_share)
-        normal = (
-            (st.R_c + st.R_h) * data_share + st.R_h * (hot_share - data_share)
-            + st.R_n * new_share
-        )  # fmt: skip
+        normal = (st.R_c + st.R_h) * data_share + st.R_n * new_share
+        if self.ahead:  # the working set's own share where it went first (0 elsewhere)
+            normal += st.R_h * (hot_share - data_share)
         st.R_z -= zero
         st.R_c -= st.R_c * data_share
         st.R_h -= st.R_h * hot_share
@@ -734,8 +736,8 @@ class Engine:
         of those are still in the first pass (sent at first_copy_bandwidth)."""
         st = self.st
         wire = self.wire_bytes(i)
-        hot, old, zero, _ = self.segments(i)
-        first_bytes = np.where(st.first_pass[i], hot + old + zero, 0.0)
+        *old, _ = self.segments(i)  # all but the last sync's pages
+        first_bytes = np.where(st.first_pass[i], sum(old[1:], old[0]), 0.0)
         st.zero_pages[i] += st.R_z[i]
         st.normal_pages[i] += st.R_c[i] + st.R_h[i] + st.R_n[i]
         st.R_z[i] = st.R_c[i] = st.R_h[i] = st.R_n[i] = 0.0
@@ -933,8 +935,9 @@ class Engine:
         queued = np.add.reduce(scan.wire, axis=0)
         if self.touching:
             # At first_pass_bandwidth only while the old queue holds first-pass pages: every
-            # slice passed must start before its end (scan.start[3]), by GUARD of the queue.
-            old_end = scan.start[3] - queued * GUARD
+            # slice passed must start before its end (where the last segment, the last
+            # sync's pages, starts), by GUARD of the queue.
+            old_end = scan.start[-1] - queued * GUARD
             limit = np.where(st.first_touch, np.minimum(limit, old_end - base), limit)
         # Regular decision points: window j's first slice starts base + j windows' bytes in,
         # its second cap1 later.  Count the quiet ones of each kind.
@@ -1067,14 +1070,14 @@ class Engine:
         """Take `sent` bytes (one entry per row, 0 for none) from the queues in scan order
         (no clock, no window counters)."""
         st = self.st
-        hot, data, zero, new = scan.left(sent)
+        hot, data, zero, new = [None] * (not self.ahead) + list(scan.left(sent))
         zero = np.where(st.zero_last, zero, data)
-        hot = np.where(st.hot_first, hot, data)
+        # the working set's share: its own where it goes first, else the old data's
+        hot = np.where(st.hot_first, hot, data) if self.ahead else data
         st.zero_pages += st.R_z * (1.0 - zero)
-        # as in ram_save_iterate: (R_c + R_h) x (1 - data) to the bit unless hot goes first
-        st.normal_pages += (
-            (st.R_c + st.R_h) * (1.0 - data) + st.R_h * (data - hot) + st.R_n * (1.0 - new)
-        )  # fmt: skip
+        st.normal_pages += (st.R_c + st.R_h) * (1.0 - data) + st.R_n * (1.0 - new)
+        if self.ahead:  # as in ram_save_iterate
+            st.normal_pages += st.R_h * (data - hot)
         st.R_z *= zero
         st.R_c *= data
         st.R_h *= hot
@@ -1087,10 +1090,15 @@ class Engine:
         queued (remaining(), from the same arrays)."""
         st = self.st
         zero, cold, hot, new = st.R_z, st.R_c, st.R_h, st.R_n
-        ahead, data = old_data(cold, hot, st.hot_first)
         last, wire_normal = st.zero_last, st.wire_normal
-        pages = np.array(scan_order(zero, ahead, data, new, last))
-        wire = np.array(wire_order(zero, ahead, data, new, wire_normal, last))
+        if not self.ahead:
+            data = cold + hot
+            pages = np.array(scan_order(zero, data, new, last))
+            wire = np.array(wire_order(zero, data, new, wire_normal, last))
+        else:
+            ahead, data = old_data(cold, hot, st.hot_first)
+            pages = np.array([ahead, *scan_order(zero, data, new, last)])
+            wire = np.array([ahead * wire_normal, *wire_order(zero, data, new, wire_normal, last)])
         return Scan(wire, pages), zero + cold + hot + new
 
     def record_jump_samples(self, i, k, t0, x0, base, window_bytes, pages, scan) -> None:  # noqa: ANN001
