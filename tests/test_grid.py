@@ -414,6 +414,10 @@ def test_a_working_set_sent_first_is_refused_for_a_ring():
                    "'mixed' with write_pattern 'sequential'")  # fmt: skip
     assert error.value == "start"
     assert grid.build({**config, "axes": {"write_pattern": ["uniform"]}}).plan.size == 1
+    # the way the message offers to sweep both patterns
+    pairs = {"write_pattern": ["uniform", "sequential"], "working_set_layout": ["start", "mixed"]}
+    assert "zip: {pattern: {write_pattern: [uniform, sequential]" in error.allowed
+    assert grid.build({"zip": {"pattern": pairs}}).plan.size == 2
 
 
 def test_a_sync_as_long_as_the_periodic_timer_is_refused_where_the_timer_runs():

@@ -679,7 +679,9 @@ def _check_relations(out: pd.DataFrame) -> None:
          & (out["write_pattern"].astype(str).to_numpy() == "sequential"),
          "working_set_layout", "working_set_layout",
          "'mixed' with write_pattern 'sequential' (a ring's queue needs its position, which "
-         "the model does not keep: docs/validation.md, miss 2)"),
+         "the model does not keep: docs/validation.md, miss 2); to sweep both patterns, zip "
+         "them: zip: {pattern: {write_pattern: [uniform, sequential], working_set_layout: "
+         "[start, mixed]}}"),
     ]  # fmt: skip
     # the manager's ways out (postcopy, stopping the guest) come before it cancels, and it
     # takes one of them
