@@ -27,6 +27,30 @@ def test_explain_prints_every_sync_and_the_verdict() -> None:
     assert [int(n) for n, _ in syncs] == list(range(1, len(syncs) + 1))
     assert f"after {len(syncs)} dirty syncs" in done.stdout
     assert "Converged" in done.stdout and "within the 300.0 ms limit" in done.stdout
+    assert "sent first" not in lines[0]  # the working set's place, default 'mixed'
+
+
+def test_explain_says_where_the_working_set_lies_when_it_goes_first() -> None:
+    done = sweep(
+        "explain", "--ram", "512MiB", "--working-set", "64MiB", "--dirty-rate", "20000",
+        "--working-set-layout", "start",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "(655 Mbit/s, uniform, sent first); link" in done.stdout.splitlines()[0]
+
+
+def test_a_reader_that_stops_early_gets_no_traceback() -> None:
+    """`python -m sweep explain ... | head`: the table of 2,000 syncs (250 kB, more than a
+    pipe holds) meets a closed pipe; the command ends quietly, as shell tools do."""
+    command = [sys.executable, "-m", "sweep", "explain", "--ram", "64MiB", "--dirty-rate",
+               "5GB/s", "--max-iterations", "0", "--max-time", "600s",
+               "--no-suggestions"]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout.readline().startswith(b"Scenario: 64.00 MiB guest")
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 0, stderr
+    assert "Traceback" not in stderr and "Broken pipe" not in stderr, stderr
 
 
 def test_explain_suggests_what_would_converge() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -273,7 +274,9 @@ def explain(args: argparse.Namespace) -> int:
         f"working set {format_bytes(row['working_set_size_bytes'])} written at "
         f"{row['dirty_rate_pages_per_s']:.6g} pages/s "
         f"({format_rate(row['dirty_rate_pages_per_s'] * row['page_size_bytes'])}, "
-        f"{row['write_pattern']}); link {format_rate(row['link_bandwidth_bytes_per_s'])}, "
+        f"{row['write_pattern']}"
+        + (", sent first" if row["working_set_layout"] == "start" else "")
+        + f"); link {format_rate(row['link_bandwidth_bytes_per_s'])}, "
         f"max-bandwidth "
         + (format_rate(row["max_bandwidth_bytes_per_s"]) if row["max_bandwidth_bytes_per_s"]
            else "unlimited")
@@ -370,3 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ParameterError, CommandError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader left (`| head`): no traceback, and none again when Python flushes
+        # stdout at exit (the way the Python docs give for SIGPIPE)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
