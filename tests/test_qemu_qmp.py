@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 from sweep import grid
-from sweep.api import prepare
+from sweep.api import prepare, simulate
 from sweep.qemu import driver
 from sweep.qemu.calibrate import model_inputs
 from sweep.qemu.probe import fit_writes, sample_pages_per_gib, scenario_from_replies
@@ -35,6 +35,7 @@ from sweep.validation import (
     compare_runs,
     fidelity_table,
     load_config,
+    model_for_runs,
     plot_metrics,
     real_outcome,
     real_sync_curve,
@@ -293,6 +294,40 @@ def test_scenario_maps_the_run_and_the_calibration():
     paused = _run_row(spec_pause_after_iterations=3, pause_lag_ms=9.6)
     assert scenario_for_run(paused, CAL)["pause_delay"] == 9.6
     assert scenario_for_run({**paused, "pause_lag_ms": np.nan}, CAL)["pause_delay"] == 0.0
+
+
+def test_a_stop_on_a_pass_edge_is_held_to_qemu_within_one_guest_tick():
+    """pause3-rand-100k's queue at sync 4 sits so near the threshold that a millisecond of
+    the guest's writes decides a pass: QEMU ran 5 syncs with a 7.75 ms lag, the model 6.  The
+    writes come on a 1 ms tick, so the model is held to QEMU's count for a delay within a
+    tick of the lag, and the run is marked; away from an edge the lag is kept as it is."""
+    spec = dict(spec_rate="100000", spec_pattern="rand", spec_pause_after_iterations=3)
+    base = scenario_for_run(_run_row(**spec), CAL)
+    delays = np.arange(0.0, 20.0, 0.05)
+    counts = (
+        simulate(
+            pd.DataFrame(
+                [{**base, "pause_delay": d, "scenario_id": i} for i, d in enumerate(delays)]
+            )
+        )
+        .summary["dirty_sync_count"]
+        .to_numpy()
+    )
+    edge = delays[np.flatnonzero(np.diff(counts))[0] + 1]  # the first delay with one pass more
+    fewer, more = counts[0], counts[0] + 1
+
+    def model(lag: float, real: int) -> pd.Series:
+        runs = pd.DataFrame([_run_row(**spec, pause_lag_ms=lag, final_ram_dirty_sync_count=real)])
+        return compare_runs(runs, model_for_runs(runs, CAL)).iloc[0]
+
+    on_edge = model(edge + 0.3, fewer)  # one pass more at the lag, QEMU's count a tick earlier
+    assert on_edge["model_dirty_sync_count"] == fewer and on_edge["pause_on_edge"]
+    assert on_edge["model_pause_delay_ms"] == pytest.approx(edge + 0.3 - 1.0)
+    agrees = model(edge + 0.3, more)
+    assert agrees["model_dirty_sync_count"] == more and not agrees["pause_on_edge"]
+    assert agrees["model_pause_delay_ms"] == pytest.approx(edge + 0.3)
+    away = model(edge - 3.0, more)  # QEMU's count is not within a tick: a miss stays a miss
+    assert away["model_dirty_sync_count"] == fewer and not away["pause_on_edge"]
 
 
 def test_the_pause_lag_is_the_stop_after_that_syncs_event():
