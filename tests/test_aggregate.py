@@ -45,6 +45,9 @@ def stream(codes: np.ndarray, values: np.ndarray, size: int) -> aggregate.Pieces
 # which keeps a lone -0.0 negative; and a lone value's median is itself, not (x + x) / 2
 @example((np.array([0]), np.array([-0.0]), 1, 1), 1)
 @example((np.array([0]), np.array([8.98846567e307]), 1, 1), 1)
+# found by a CI run (2026-11-27): a group of -0.0, 0.0, -0.0, whose 25 % quantile numpy gives
+# as 0.0 and the sort by bits as -0.0
+@example((np.array([0, 0, 0]), np.array([-0.0, 0.0, -0.0]), 1, 1), 1)
 def test_quantiles_equal_numpy_bit_for_bit(case, budget):
     codes, values, groups, size = case
     pieces = stream(codes, values, size)
@@ -55,7 +58,17 @@ def test_quantiles_equal_numpy_bit_for_bit(case, budget):
         if len(v) == 0:
             assert np.isnan(got[g]).all() and np.isnan(medians[g])
             continue
-        assert got[g].tobytes() == np.quantile(v, QS).tobytes(), (g, got[g], np.quantile(v, QS))
+        want = np.quantile(v, QS)
+        zeros = v[v == 0]
+        if np.signbit(zeros).any() and not np.signbit(zeros).all():
+            # -0.0 == 0.0, so numpy's partition leaves the two in an order of its own, and an
+            # interpolated zero takes the sign of whichever it put first: the sign is numpy's
+            # pick, the value is not.  Every other value must match to the bit.
+            other = want != 0
+            assert np.array_equal(got[g] == 0, ~other), (g, got[g], want)
+            assert got[g][other].tobytes() == want[other].tobytes(), (g, got[g], want)
+        else:
+            assert got[g].tobytes() == want.tobytes(), (g, got[g], want)
         assert medians[g] == np.median(v)
 
 
