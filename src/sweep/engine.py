@@ -19,6 +19,7 @@ the arrays, so the cost follows the scenarios still running.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -444,6 +445,21 @@ class Engine:
         ahead, data = old_data(st.R_c[i], st.R_h[i], st.hot_first[i])
         return ahead * wire_normal, *wire_order(st.R_z[i], data, st.R_n[i], wire_normal, zero_last)
 
+    def queue_shares(
+        self, shares: np.ndarray | Sequence[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Each queue's share (hot, data, zero, new) from one share per segment (in the order
+        of segments): the zero pages go with the data unless they lie at the end, the working
+        set with the data unless it goes first."""
+        st = self.st
+        if self.ahead:
+            hot, data, zero, new = shares
+            hot = np.where(st.hot_first, hot, data)
+        else:
+            data, zero, new = shares
+            hot = data
+        return hot, data, np.where(st.zero_last, zero, data), new
+
     def first_touch_ends(self) -> None:
         """reference.slice_rate: once the old queue holds no first-pass page (it emptied, or
         a sync found it empty and ended the first pass) slices go at the link's rate, and a
@@ -680,10 +696,7 @@ class Engine:
             left = np.where(whole, left - wire, 0.0)
         partial, whole_or_none = go & ~empties, np.where(go, 1.0, 0.0)
         shares = [np.where(partial, share, whole_or_none) for share in shares]
-        hot_share, data_share, zero_share, new_share = [None] * (not self.ahead) + shares
-        zero_share = np.where(st.zero_last, zero_share, data_share)
-        # the working set's share: its own where it goes first, else the old data's
-        hot_share = np.where(st.hot_first, hot_share, data_share) if self.ahead else data_share
+        hot_share, data_share, zero_share, new_share = self.queue_shares(shares)
         rate = st.slice_rate
         duration = np.where(
             empties,
@@ -1070,10 +1083,7 @@ class Engine:
         """Take `sent` bytes (one entry per row, 0 for none) from the queues in scan order
         (no clock, no window counters)."""
         st = self.st
-        hot, data, zero, new = [None] * (not self.ahead) + list(scan.left(sent))
-        zero = np.where(st.zero_last, zero, data)
-        # the working set's share: its own where it goes first, else the old data's
-        hot = np.where(st.hot_first, hot, data) if self.ahead else data
+        hot, data, zero, new = self.queue_shares(scan.left(sent))
         st.zero_pages += st.R_z * (1.0 - zero)
         st.normal_pages += (st.R_c + st.R_h) * (1.0 - data) + st.R_n * (1.0 - new)
         if self.ahead:  # as in ram_save_iterate
