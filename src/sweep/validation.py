@@ -239,7 +239,7 @@ def scenario_for_run(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
     fill = round(float(run["spec_fill_mib"]) * MiB)
     ram_total = int(run["final_ram_total"])
     nonzero = min(fill + int(calibration["nonzero_extra_bytes"]), ram_total)
-    rate = run["spec_rate"]
+    rate, pattern = run["spec_rate"], PATTERNS[str(run["spec_pattern"])]
     if str(rate) == "max":
         raise ValueError(f"{run['spec_name']}: rate=max has no model dirty rate")
     return {
@@ -248,9 +248,9 @@ def scenario_for_run(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
         "nonzero_size": nonzero,
         "working_set_size": min(round(float(run["spec_working_set_mib"]) * MiB), nonzero),
         "dirty_rate": float(rate),
-        "write_pattern": PATTERNS[str(run["spec_pattern"])],
+        "write_pattern": pattern,
         "zero_page_layout": _zero_layout(ram_total, nonzero),
-        "working_set_layout": _working_set_layout(PATTERNS[str(run["spec_pattern"])]),
+        "working_set_layout": _working_set_layout(pattern),
         "max_bandwidth": int(run["spec_max_bandwidth"]),
         "link_bandwidth": float(calibration["link_bandwidth_bytes_per_s"]),
         "first_copy_bandwidth": float(calibration.get("first_copy_bandwidth_bytes_per_s", 0)),
