@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+SWEEP = [sys.executable, "-m", "sweep"]
+
 
 def sweep(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sweep", *args], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([*SWEEP, *args], capture_output=True, text=True, timeout=120)
 
 
 def test_explain_prints_every_sync_and_the_verdict() -> None:
@@ -42,9 +42,8 @@ def test_explain_says_where_the_working_set_lies_when_it_goes_first() -> None:
 def test_a_reader_that_stops_early_gets_no_traceback() -> None:
     """`python -m sweep explain ... | head`: the table of 2,000 syncs (250 kB, more than a
     pipe holds) meets a closed pipe; the command ends quietly, as shell tools do."""
-    command = [sys.executable, "-m", "sweep", "explain", "--ram", "64MiB", "--dirty-rate",
-               "5GB/s", "--max-iterations", "0", "--max-time", "600s",
-               "--no-suggestions"]  # fmt: skip
+    command = [*SWEEP, "explain", "--ram", "64MiB", "--dirty-rate", "5GB/s",
+               "--max-iterations", "0", "--max-time", "600s", "--no-suggestions"]  # fmt: skip
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stdout.readline().startswith(b"Scenario: 64.00 MiB guest")
         proc.stdout.close()
