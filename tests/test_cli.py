@@ -149,7 +149,8 @@ def test_bench_prints_and_records_its_figures(tmp_path) -> None:
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(
         [sys.executable, "-m", "sweep.bench", "--sizes", "300", "600", "--reference", "20",
-         "--no-job", "--min-seconds", "0", "--rounds", "2", "--json", str(record)],
+         "--no-job", "--min-seconds", "0", "--rounds", "2", "--paired-cycles", "2",
+         "--json", str(record)],
         capture_output=True, text=True, timeout=300, cwd=root,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -166,6 +167,9 @@ def test_bench_prints_and_records_its_figures(tmp_path) -> None:
     by_round = figures["cost_vs_largest_by_round"]  # one ratio per round, same sizes
     assert by_round["600"] == [1.0, 1.0] and len(by_round["300"]) == 2
     assert "(by round: x" in done.stdout
+    paired = figures["cost_vs_largest_paired"]  # one ratio per cycle
+    assert len(paired) == 2 and all(x > 0 for x in paired)
+    assert "paired (each chunk of 600 right after a run of 300): 300 x" in done.stdout
     assert "fixed cost per chunk" in done.stdout
     assert figures["fixed_part"]["scenarios"] == 300
     assert set(figures["fixed_part"]) == {

@@ -146,6 +146,26 @@ def _fixed_part(canonical: pd.DataFrame, rounds: int, min_seconds: float) -> dic
             "per_scenario_us": (t5 - t1) / (4 * n) * 1e6}  # fmt: skip
 
 
+def _paired(small: pd.DataFrame, large: pd.DataFrame, chunk_size: int, cycles: int) -> list[float]:
+    """The smallest size's cost per scenario against the largest's, with each chunk of the
+    largest run right after a run of the smallest: a ratio for each cycle over all chunks.
+
+    The rounds compare sizes run up to a minute apart, and this host drifts within that
+    (rounds of one run read x1.04 to x1.73); pairing runs half a second apart leaves the
+    two sides less drift to differ by.  The chunks go in a new random order each cycle."""
+    starts = range(0, len(large), chunk_size)
+    chunks = [large.iloc[s : s + chunk_size].reset_index(drop=True) for s in starts]
+    order = np.random.default_rng(0)
+    ratios = []
+    for _ in range(cycles):
+        small_s = large_s = 0.0
+        for k in order.permutation(len(chunks)):
+            small_s += _engine_pass(small, chunk_size, False)["cpu_s"]
+            large_s += _engine_pass(chunks[k], chunk_size, False)["cpu_s"]
+        ratios.append((small_s / len(chunks) / len(small)) / (large_s / len(large)))
+    return ratios
+
+
 def _slowest_few(
     canonical: pd.DataFrame, rounds: int, min_seconds: float, few: int = 10
 ) -> dict[str, float]:
@@ -235,7 +255,7 @@ def _one_job(config_path: Path, chunk: int) -> dict[str, Any]:
 
 def run(
     config_path: Path, sizes: Sequence[int], reference: int, job: bool,
-    min_seconds: float = 2.0, rounds: int = 3,
+    min_seconds: float = 2.0, rounds: int = 3, paired_cycles: int = 3,
 ) -> dict[str, Any]:  # fmt: skip
     config = yaml.safe_load(config_path.read_text())
     layout = grid.plan(config)
@@ -292,6 +312,18 @@ def run(
             ),
             flush=True,
         )
+        if paired_cycles:
+            paired = _paired(
+                canonicals[min(sizes)], canonicals[max(sizes)], chunk_size, paired_cycles
+            )
+            report["cost_vs_largest_paired"] = paired
+            print(
+                f"paired (each chunk of {max(sizes):,} right after a run of {min(sizes):,}): "
+                f"{min(sizes):,} x{np.median(paired):.2f} (by cycle: "
+                + ", ".join(f"x{x:.2f}" for x in paired)
+                + ")",
+                flush=True,
+            )
         fixed = _fixed_part(canonicals[min(sizes)], rounds, min_seconds)
         report["fixed_part"] = fixed
         print(
@@ -372,6 +404,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved rounds over the sizes (default 3)"
     )
+    parser.add_argument(
+        "--paired-cycles",
+        type=int,
+        default=3,
+        help="cycles of the paired comparison of the smallest and largest sizes (0: skip)",
+    )
     parser.add_argument("--no-job", action="store_true", help="skip the simulate-job probe")
     parser.add_argument(
         "--against",
@@ -384,8 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         compare(args.config, args.sizes, args.against, args.min_seconds, args.rounds)
         return 0
     report = run(
-        args.config, args.sizes, args.reference, not args.no_job, args.min_seconds, args.rounds
-    )
+        args.config, args.sizes, args.reference, not args.no_job, args.min_seconds, args.rounds,
+        args.paired_cycles,
+    )  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
     return 0
