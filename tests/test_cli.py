@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SWEEP = [sys.executable, "-m", "sweep"]
 
 
@@ -263,3 +265,18 @@ def test_bench_reports_prints_each_job_at_each_size(tmp_path) -> None:
     ]
     assert all(f["peak_rss_mib"] > 0 and f["wall_s"] > 0 for f in figures)
     assert "peak RSS MiB" in done.stdout
+
+
+def test_bench_refuses_a_bad_count_before_any_work(capsys) -> None:
+    """A count below its minimum names the option, the value and what is allowed."""
+    from sweep import bench
+
+    for argv, said in (
+        (["--rounds", "0"], "argument --rounds: '0': expected at least 1"),
+        (["--paired-cycles", "-1"], "argument --paired-cycles: '-1': expected at least 0"),
+        (["--min-seconds", "x"], "argument --min-seconds: 'x' is not a float"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            bench.main(argv)
+        assert stop.value.code == 2
+        assert said in capsys.readouterr().err

@@ -9,7 +9,9 @@ it reports
   run in ``--rounds`` interleaved rounds, each size as many times as fill ``--min-seconds``
   of CPU over the rounds; the figure is the median run, with the spread of the runs
   (fastest - slowest, as a share of the median), and each size's cost per scenario against
-  the largest size's, overall and round by round (how far the host's drift moves it);
+  the largest size's, overall and round by round (how far the host's drift moves it), and
+  paired: each chunk of the largest size run right after a run of the smallest, a ratio per
+  ``--paired-cycles`` cycle over all chunks;
 * the most passes of the engine's loop a chunk needed: a chunk costs about that many times a
   fixed cost per pass, plus a cost per scenario (docs/performance.md); the two parts apart,
   from the smallest size run as one chunk and five copies of it as one chunk, and the fixed
@@ -385,28 +387,48 @@ def compare(
     return rates
 
 
+def _at_least(minimum: float, kind: type = int) -> Callable[[str], float]:
+    """An argparse type: a number of `kind`, refused below `minimum` before any work starts."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected at least {minimum}")
+        return value
+
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sweep.bench", description=__doc__)
     parser.add_argument("--config", type=Path, default=Path("config/perf.yaml"))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument(
+        "--sizes", type=_at_least(1), nargs="+", default=[10_000, 100_000, 1_000_000]
+    )
     parser.add_argument(
         "--reference",
-        type=int,
+        type=_at_least(0),
         default=10_000,
         help="scenarios of the smallest size to run through the scalar reference (0: skip)",
     )
     parser.add_argument(
         "--min-seconds",
-        type=float,
+        type=_at_least(0.0, float),
         default=2.0,
         help="CPU seconds of runs per size, over all rounds (at least one run per round)",
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds over the sizes (default 3)"
+        "--rounds",
+        type=_at_least(1),
+        default=3,
+        help="interleaved rounds over the sizes (default 3)",
     )
     parser.add_argument(
         "--paired-cycles",
-        type=int,
+        type=_at_least(0),
         default=3,
         help="cycles of the paired comparison of the smallest and largest sizes (0: skip)",
     )
