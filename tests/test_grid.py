@@ -405,19 +405,21 @@ def test_relations_across_axes_name_the_grid_row():
     assert error.allowed.endswith("max_time is 300 s")
 
 
-def test_a_working_set_sent_first_is_refused_for_a_ring():
-    """working_set_layout 'start' is modelled for uniform writers only (docs/model.md): a
-    sweep that pairs it with the ring is refused before any work, at the row that does."""
-    config = {"fixed": {"working_set_layout": "start"},
+def test_a_ring_position_past_the_working_set_is_refused():
+    """ring_position is a page of the working set: at most its last page, refused before any
+    work at the row that passes it, with the working set's size in the message."""
+    config = {"fixed": {"ram_size": "1GiB", "working_set_size": "64MiB", "ring_position": 16384},
               "axes": {"write_pattern": ["uniform", "sequential"]}}  # fmt: skip
-    error = raises(config, "working_set_layout", "grid row 1", "write_pattern=sequential",
-                   "'mixed' with write_pattern 'sequential'")  # fmt: skip
-    assert error.value == "start"
-    assert grid.build({**config, "axes": {"write_pattern": ["uniform"]}}).plan.size == 1
-    # the way the message offers to sweep both patterns
-    pairs = {"write_pattern": ["uniform", "sequential"], "working_set_layout": ["start", "mixed"]}
-    assert "zip: {pattern: {write_pattern: [uniform, sequential]" in error.allowed
-    assert grid.build({"zip": {"pattern": pairs}}).plan.size == 2
+    error = raises(config, "ring_position", "grid row 0",
+                   "below the working set's pages")  # fmt: skip
+    assert error.value == 16384
+    assert error.allowed.endswith("working_set_size is 67108864 bytes")
+    config["fixed"]["ring_position"] = 16383
+    assert grid.build(config).plan.size == 2
+    # and a ring at the start of RAM is a scenario like any other now (ring.py)
+    both = {"axes": {"write_pattern": ["uniform", "sequential"]},
+            "fixed": {"working_set_layout": "start"}}  # fmt: skip
+    assert grid.build(both).plan.size == 2
 
 
 def test_a_sync_as_long_as_the_periodic_timer_is_refused_where_the_timer_runs():

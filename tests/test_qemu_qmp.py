@@ -283,8 +283,14 @@ def test_scenario_maps_the_run_and_the_calibration():
     sc = scenario_for_run(_run_row(spec_rate="20000", spec_pattern="rand"), CAL)
     assert sc["qemu_version"] == "7.2" and sc["write_pattern"] == "uniform"
     assert sc["working_set_layout"] == "start"  # our guest's working set is low in RAM
-    ring = scenario_for_run(_run_row(spec_rate="20000", spec_pattern="seq"), CAL)
-    assert ring["write_pattern"] == "sequential" and ring["working_set_layout"] == "mixed"
+    assert sc["ring_position"] == 0  # a uniform writer has none
+    ring = _run_row(spec_rate="20000", spec_pattern="seq", ring_pos_at_migrate=3736.99,
+                    ws_pages=16384)  # fmt: skip
+    ring = scenario_for_run(ring, CAL)
+    assert ring["write_pattern"] == "sequential" and ring["working_set_layout"] == "start"
+    assert ring["ring_position"] == 3736  # the writer's page at migrate (ring.py)
+    lost = scenario_for_run(_run_row(spec_pattern="seq", ring_pos_at_migrate=None), CAL)
+    assert lost["ring_position"] == 0  # records before the driver measured it
     assert sc["ram_size"] == 537403392 and sc["dirty_rate"] == 20000.0
     assert sc["nonzero_size"] == 509 * 2**20 + 380928
     assert sc["max_iterations"] == 0 and sc["max_time"] == 30.0

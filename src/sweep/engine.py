@@ -41,6 +41,7 @@ from .reference import (
     SYNC_TIMER,
     C,
 )
+from .ring import Ring, ring_setup, ring_sync
 from .workloads import distinct_pages, newly_dirty, pattern_code
 
 __all__ = ["ChunkResult", "run_chunk"]
@@ -69,6 +70,11 @@ STATE = (
     "first_touch", "slice_rate", "slice_bytes", "one_slice", "cap1", "window_bytes",
     "regular_threshold", "regular_bandwidth", "regular_bw_per_ms", "regular_mbps",
 )  # fmt: skip
+# A ring modelled by position (ring.py): which scenarios are such rings, their writers and
+# their queued pages as arcs split at the cursor; only in chunks that hold one
+# (Engine.positional), None elsewhere.
+RING_STATE = tuple(f"ring_{name}" for name in Ring._fields)
+OPTIONAL = ("positional", *RING_STATE)
 
 ITERATION_FIELDS = (
     "dirty_sync_count", "sync_reason", "time_us", "transferred_bytes", "remaining_bytes",
@@ -110,8 +116,10 @@ class State:
 
     def compact(self) -> None:
         keep = flat(self.live | self.stopping)
-        for name in CONSTANTS + STATE:
-            setattr(self, name, getattr(self, name)[keep])
+        for name in CONSTANTS + STATE + OPTIONAL:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value[keep])
 
     def __len__(self) -> int:
         return len(self.t)
@@ -227,6 +235,16 @@ def _init(frame: pd.DataFrame) -> State:
     st.zero_last = np.array([str(v) == "end" for v in layouts], dtype=bool)[layout_of]
     layout_of, layouts = label_codes(frame["working_set_layout"])
     st.hot_first = np.array([str(v) == "start" for v in layouts], dtype=bool)[layout_of]
+    # reference.positional: a ring at the start of RAM, modelled by position (ring.py)
+    positional = (st.pattern == pattern_code(["sequential"])[0]) & st.hot_first & (st.W > 0)
+    st.positional = ring = None
+    if np.count_nonzero(positional):
+        st.positional = positional
+        start = f8("ring_position_pages") + st.w * st.setup_us / 1e6
+        position = np.where(positional, np.fmod(start, np.where(st.W > 0, st.W, 1.0)), 0.0)
+        ring = ring_setup(st.W, position)
+    for name in Ring._fields:
+        setattr(st, f"ring_{name}", None if ring is None else getattr(ring, name))
     st.X, st.precopy_bytes, st.normal_pages, st.zero_pages = zeros(), zeros(), zeros(), zeros()
     st.sync_count = np.zeros(n, dtype=np.int64)
     st.win_start = np.zeros(n, dtype=np.int64)
@@ -420,6 +438,8 @@ class Engine:
         # any working set the first pass sends ahead of the other data: a fourth segment
         # (segments, scan), which costs some 9 % where no scenario needs it
         self.ahead = bool(np.count_nonzero(st.hot_first))
+        # any ring modelled by position (ring.py): its syncs count by arcs
+        self.positional = st.positional is not None
         self.bitmap_sync(np.arange(n), SYNC_SETUP, cost=False)
 
     # --- helpers --------------------------------------------------------------------------
@@ -505,6 +525,10 @@ class Engine:
         wrapped = R_z + R_c + R_h == 0.0
         st.first_pass[i] &= ~wrapped
         R_h, R_n = np.where(wrapped, R_n, R_h), np.where(wrapped, new, R_n + new)
+        if self.positional:
+            k = flat(st.positional[i])
+            if k.size:
+                new[k], R_h[k], R_n[k] = self.ring_sync(i[k], rate[k] * interval_s[k])
         st.R_h[i], st.R_n[i] = R_h, R_n
         st.num_dirty_pages_period[i] += new
         st.time_last_bitmap_sync[i] = t
@@ -542,6 +566,16 @@ class Engine:
         if self.pausing and not ending:
             j = i[sync_count == st.pause_at[i]]
             st.paused_at[j] = np.minimum(st.paused_at[j], st.t[j] + st.pause_delay_us[j])
+
+    def ring_sync(self, j: np.ndarray, written: np.ndarray) -> tuple[np.ndarray, ...]:
+        """reference.ring_sync for the rings `j` of a sync: the pages it adds and the new
+        R_h, R_n (the rest of what ring_sync returns is kept in the state)."""
+        st = self.st
+        ring = Ring(*(getattr(st, name)[j] for name in RING_STATE))
+        new, R_h, R_n, ring = ring_sync(ring, st.R_h[j], st.R_n[j], written, st.W[j])
+        for name, value in zip(RING_STATE, ring, strict=True):
+            getattr(st, name)[j] = value
+        return new, R_h, R_n
 
     def trigger_throttle(self, i: np.ndarray) -> None:
         """migration_trigger_throttle for scenarios closing a rate period."""

@@ -53,7 +53,7 @@ METADATA_PREFIX = "precopy_sweep."
 # Sources whose change changes simulated numbers or files: a change reruns every chunk.
 # tests/test_io.py checks that every module sweep.api imports (transitively) is listed.
 MODEL_FILES = (
-    "engine.py", "reference.py", "workloads.py", "params.py", "units.py", "numerics.py",
+    "engine.py", "reference.py", "workloads.py", "ring.py", "params.py", "units.py", "numerics.py",
     "api.py", "schema.py", "io.py",
 )  # fmt: skip
 

@@ -157,12 +157,16 @@ PARAMETERS: tuple[Param, ...] = (
     Param("working_set_layout", "working_set_layout", "choice", "mixed",
           "Where the working set lies in the first pass's address-order scan: 'mixed' with the "
           "other data, or at the 'start' of RAM, sent first (a guest whose hot memory is low, "
-          "as the validation guest's).  'start' is modelled for the uniform write pattern "
-          "only.",
+          "as the validation guest's).  With 'start' a sequential ring is modelled by "
+          "position: where its writer is and where its queued pages lie.",
           choices=("mixed", "start"), dtype="category"),
     Param("write_pattern", "write_pattern", "choice", "uniform",
           "How writes fall in the working set: 'uniform' random pages or a 'sequential' ring.",
           choices=("uniform", "sequential"), dtype="category"),
+    Param("ring_position", "ring_position_pages", "int", 0,
+          "Page of the working set a sequential ring's writer is at when migrate starts (0: "
+          "its first page); used with working_set_layout 'start'.  Below the working set's "
+          "pages.", minimum=0, maximum=2**40, dtype="int64"),
     Param("vcpus", "vcpus", "int", 1,
           "vCPUs sharing the dirty rate (only the dirty-limit quota depends on it).",
           qemu="-smp", minimum=1, maximum=4096, dtype="int64"),
@@ -660,6 +664,8 @@ def _check_relations(out: pd.DataFrame) -> None:
         )
 
     ram = out["ram_size_bytes"].to_numpy()
+    ring = out["ring_position_pages"].to_numpy()
+    ws_pages = out["working_set_size_bytes"].to_numpy() / out["page_size_bytes"].to_numpy()
     postcopy = (out["postcopy_after_iterations"].to_numpy() > 0) | (
         out["postcopy_after_time_s"].to_numpy() > 0
     )
@@ -674,14 +680,9 @@ def _check_relations(out: pd.DataFrame) -> None:
          than("cpu_throttle_initial_pct", "at least cpu_throttle_initial")),
         (out["auto_converge"].to_numpy() & out["dirty_limit"].to_numpy(), "dirty_limit",
          "dirty_limit", "false when auto_converge is on (QEMU refuses both)"),
-        # not modelled: where a ring's queued pages lie needs the ring's position (miss 2)
-        ((out["working_set_layout"].astype(str).to_numpy() == "start")
-         & (out["write_pattern"].astype(str).to_numpy() == "sequential"),
-         "working_set_layout", "working_set_layout",
-         "'mixed' with write_pattern 'sequential' (a ring's queue needs its position, which "
-         "the model does not keep: docs/validation.md, miss 2); to sweep both patterns, zip "
-         "them: zip: {pattern: {write_pattern: [uniform, sequential], working_set_layout: "
-         "[start, mixed]}}"),
+        ((ring > 0) & (ring >= ws_pages), "ring_position", "ring_position_pages",
+         than("working_set_size_bytes", "below the working set's pages (working_set_size / "
+              "page_size; 0 without a working set)")),
     ]  # fmt: skip
     # the manager's ways out (postcopy, stopping the guest) come before it cancels, and it
     # takes one of them

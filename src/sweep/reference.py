@@ -23,8 +23,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from . import numerics as num
 from .params import PERIODIC_SYNC_MS, parse_version
+from .ring import ring_setup, ring_sync
 from .workloads import distinct_pages, newly_dirty, pattern_code
 
 __all__ = ["Constants", "ReferenceMigration", "simulate_reference"]
@@ -123,8 +126,15 @@ class ReferenceMigration:
         self.R_n = 0.0
         self.zero_last = r["zero_page_layout"] == "end"
         # working_set_layout 'start': the working set lies at the start of RAM, so the first
-        # pass's scan meets it before the other data (uniform writers only: params)
+        # pass's scan meets it before the other data
         self.hot_first = r["working_set_layout"] == "start"
+        # ... and a ring there is modelled by position (ring.py): where its writer is and
+        # where its queued pages lie, split at the scan cursor.  The writer starts at
+        # ring_position and moves during setup at the guest's rate.
+        self.positional = r["write_pattern"] == "sequential" and self.hot_first and self.W > 0
+        if self.positional:
+            start = float(r["ring_position_pages"]) + self.w * self.setup_us / 1e6
+            self.ring = ring_setup(np.array([self.W]), np.array([math.fmod(start, self.W)]))
         # The old queue still holds the first pass: pages the destination never received.
         self.first_pass = True
         # The writer's last arc covered the whole working set (true of the setup queue).
@@ -211,7 +221,8 @@ class ReferenceMigration:
 
         Assumptions: the log is harvested at the start of the sync and cleared (TCG, or KVM
         without manual protection); how many written pages were still queued follows
-        `workloads.newly_dirty` (independence, or a ring's geometry).
+        `workloads.newly_dirty` (independence, or a ring's geometry), or for a ring at the
+        start of RAM its positions (`ring.py`).
         """
         self.sync_count += 1
         interval_s = self.writing_us() / 1e6
@@ -221,7 +232,9 @@ class ReferenceMigration:
         lapped = self.ring_lapped or not num.below(rate, send_rate)
         new = float(newly_dirty(self.pattern, logged, self.R_h + self.R_n, self.W, lapped)[0])
         self.ring_lapped = bool(num.at_most(self.W, logged))
-        if self.R_z + self.R_c + self.R_h == 0.0:
+        if self.positional:
+            new = self.ring_sync(rate * interval_s)
+        elif self.R_z + self.R_c + self.R_h == 0.0:
             # the cursor has wrapped into the last sync's pages: they are ahead of it now
             self.first_pass = False
             self.R_h, self.R_n = self.R_n, new
@@ -262,6 +275,18 @@ class ReferenceMigration:
             # wait for the migration thread
             stop = self.t + self.pause_delay_us
             self.paused_at = stop if self.paused_at is None else min(self.paused_at, stop)
+
+    def ring_sync(self, written: float) -> float:
+        """bitmap_sync's count for a ring modelled by position (ring.py): the pages it adds,
+        with the queue split at the cursor again."""
+        one = lambda x: np.array([x])  # noqa: E731  (ring.py works on rows of scenarios)
+        if self.R_z + self.R_c + self.R_h == 0.0:
+            self.first_pass = False  # the cursor has wrapped (as below)
+        new, R_h, R_n, self.ring = ring_sync(
+            self.ring, one(self.R_h), one(self.R_n), one(written), one(self.W)
+        )  # fmt: skip
+        self.R_h, self.R_n = float(R_h[0]), float(R_n[0])
+        return float(new[0])
 
     def trigger_throttle(self) -> None:
         """migration_trigger_throttle: every 2nd period that dirtied > 50 % of what was sent."""
