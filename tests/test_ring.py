@@ -75,7 +75,7 @@ def one(x: float) -> np.ndarray:
 def test_the_model_keeps_the_bitmap_s_counts_and_pages(W, cold, data, steps) -> None:
     position = data.draw(st.integers(0, W - 1))
     pages = Bitmap(W, cold, position)
-    ring = ring_setup(one(W), one(position))
+    ring = ring_setup(one(W), one(position), one(0.0))
     R_h, R_n, R_cold = float(W), 0.0, float(cold)
     for send, written in steps:
         pages.send(send)

@@ -240,9 +240,7 @@ def _init(frame: pd.DataFrame) -> State:
     st.positional = ring = None
     if np.count_nonzero(positional):
         st.positional = positional
-        start = f8("ring_position_pages") + st.w * st.setup_us / 1e6
-        position = np.where(positional, np.fmod(start, np.where(st.W > 0, st.W, 1.0)), 0.0)
-        ring = ring_setup(st.W, position)
+        ring = ring_setup(st.W, f8("ring_position_pages"), st.w * st.setup_us / 1e6)
     for name in Ring._fields:
         setattr(st, f"ring_{name}", None if ring is None else getattr(ring, name))
     st.X, st.precopy_bytes, st.normal_pages, st.zero_pages = zeros(), zeros(), zeros(), zeros()

@@ -133,8 +133,10 @@ class ReferenceMigration:
         # ring_position and moves during setup at the guest's rate.
         self.positional = r["write_pattern"] == "sequential" and self.hot_first and self.W > 0
         if self.positional:
-            start = float(r["ring_position_pages"]) + self.w * self.setup_us / 1e6
-            self.ring = ring_setup(np.array([self.W]), np.array([math.fmod(start, self.W)]))
+            self.ring = ring_setup(
+                np.array([self.W]), np.array([float(r["ring_position_pages"])]),
+                np.array([self.w * self.setup_us / 1e6]),
+            )  # fmt: skip
         # The old queue still holds the first pass: pages the destination never received.
         self.first_pass = True
         # The writer's last arc covered the whole working set (true of the setup queue).

@@ -14,9 +14,10 @@ pages as a few arcs (intervals of [0, W), at most :data:`ARCS` per set), split a
 cursor into ``ahead`` and ``behind``.  Between syncs it tracks only the counts (``R_h``
 ahead, ``R_n`` behind, as every scenario does): the scan sends queued pages in address
 order, so at the next sync the pages still queued are the *last* ``R_h`` pages of ``ahead``
-and the last ``R_n`` of ``behind``, and the cursor stands at the first of them.  The sync
-then ORs the arc written since the last sync into the queue, exactly as QEMU ORs the dirty
-log into the migration bitmap: a written page counts as new unless it is still queued.
+and the last ``R_n`` of ``behind``, and the cursor stands just after the last page it sent
+(where the last sync left it if it sent none).  The sync then ORs the arc written since the
+last sync into the queue, exactly as QEMU ORs the dirty log into the migration bitmap: a
+written page counts as new unless it is still queued.
 
 Assumptions (docs/model.md, "Dirtying"): the writer moves at the scenario's effective rate,
 constant between syncs, and wraps at the working set's end; the working set is contiguous
@@ -58,9 +59,11 @@ class Ring(NamedTuple):
     behind_end: np.ndarray
 
 
-def ring_setup(W: np.ndarray, position: np.ndarray) -> Ring:
-    """The setup sync's queue: every page of the working set, ahead of the cursor at 0."""
+def ring_setup(W: np.ndarray, page: np.ndarray, written: np.ndarray) -> Ring:
+    """The setup sync's queue: every page of the working set, ahead of the cursor at 0; the
+    writer at `page` when migrate started, `written` pages on (during setup)."""
     n = len(W)
+    position = np.fmod(page + written, np.where(W > 0, W, 1.0))
     ahead_end = np.zeros((n, ARCS))
     ahead_end[:, 0] = W
     zeros, empty = np.zeros(n), np.zeros((n, ARCS))
@@ -94,7 +97,8 @@ def last_pages(arcs: Arcs, keep: np.ndarray) -> Arcs:
 
 def sent_end(arcs: Arcs, keep: np.ndarray) -> np.ndarray:
     """Where the scan stands once it has sent all but the last `keep` pages of each set:
-    just after the last page it sent (the set's start if it sent none)."""
+    just after the last page it sent (-inf where it sent none: callers ask only where it
+    did)."""
     start = arcs[0]
     cut = last_pages(arcs, keep)[0] - start
     return np.max(np.where(cut > 0.0, start + cut, -np.inf), axis=1, initial=-np.inf)

@@ -250,6 +250,8 @@ def scenario_for_run(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
         "dirty_rate": float(rate),
         "write_pattern": pattern,
         "zero_page_layout": _zero_layout(ram_total, nonzero),
+        # our guest's working set lies at the start of RAM (2-66 MiB for 64 MiB), so the
+        # first pass sends it first (docs/validation.md, misses 2 and 6)
         "working_set_layout": "start",
         "ring_position": _ring_position(run, pattern),
         "max_bandwidth": int(run["spec_max_bandwidth"]),
@@ -282,10 +284,6 @@ def scenario_for_run(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
 def _number(value: Any, missing: float = np.nan) -> float:
     """A recorded value as a float; `missing` for None or NaN (a field older records lack)."""
     return float(value) if value is not None and pd.notna(value) else missing
-
-
-# Our guest's working set lies at the start of RAM (2-66 MiB for 64 MiB), so the first pass
-# sends it first: working_set_layout "start" for every run (docs/validation.md, miss 6).
 
 
 def _ring_position(run: Mapping[str, Any], pattern: str) -> int:
